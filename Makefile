@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements.stamp
+export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/reconcile
+export REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test lint venv migrate seed clean
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: venv
+	@$(PY) -m reconcile_project.preflight redis
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py seed_demo
+	@echo
+	@echo "API and admin:  http://127.0.0.1:8000/admin/  (login: admin / demo-admin-pass)"
+	@echo "Stopping: Ctrl-C stops every process below."
+	@echo
+	exec $(VENV)/bin/honcho -f Procfile start
+
+test: venv
+	@$(PY) -m reconcile_project.preflight redis postgres
+	$(VENV)/bin/pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+clean:
+	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache

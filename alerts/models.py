@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Alert(models.Model):
+    class Type(models.TextChoices):
+        OVERCLAIM = "OVERCLAIM"
+        HIGH_DISCREPANCY = "HIGH_DISCREPANCY"
+        MISSING_DATA = "MISSING_DATA"
+        PLATFORM_OUTAGE = "PLATFORM_OUTAGE"
+        LOW_TRUST = "LOW_TRUST"
+        SUSPICIOUS_CLAIM = "SUSPICIOUS_CLAIM"
+
+    class Category(models.TextChoices):
+        FRAUD = "FRAUD"
+        DATA_QUALITY = "DATA_QUALITY"
+        SYSTEM_HEALTH = "SYSTEM_HEALTH"
+
+    class Severity(models.TextChoices):
+        LOW = "LOW"
+        MEDIUM = "MEDIUM"
+        HIGH = "HIGH"
+        CRITICAL = "CRITICAL"
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN"
+        ACKNOWLEDGED = "ACKNOWLEDGED"
+        RESOLVED = "RESOLVED"
+
+    alert_type = models.CharField(max_length=20, choices=Type.choices)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    status = models.CharField(max_length=15, choices=Status.choices, default=Status.OPEN)
+    title = models.CharField(max_length=300)
+    message = models.TextField(blank=True)
+    threshold_breached = models.JSONField(default=dict, blank=True)
+    affiliate = models.ForeignKey(
+        "reconciliation.Affiliate", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+    )
+    platform = models.ForeignKey(
+        "platforms.Platform", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+    )
+    report = models.ForeignKey(
+        "reconciliation.AffiliateReport", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+    )
+    escalated_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, related_name="escalations", null=True, blank=True
+    )
+    occurrence_count = models.PositiveIntegerField(default=1)
+    last_occurred_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["report", "alert_type"], condition=Q(report__isnull=False), name="alert_one_per_report_type"
+            ),
+            models.CheckConstraint(condition=Q(occurrence_count__gte=1), name="alert_occurrences_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="alert_status_created_idx"),
+            models.Index(fields=["alert_type", "affiliate", "-created_at"], name="alert_type_affiliate_idx"),
+            models.Index(fields=["alert_type", "platform", "-created_at"], name="alert_type_platform_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.alert_type}: {self.title}"

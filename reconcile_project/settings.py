@@ -1,0 +1,272 @@
+"""Django settings, read from the environment and parsed strictly.
+
+Every variable is documented in the README's configuration table. A bad value stops start-up with a
+message naming the variable (``ImproperlyConfigured``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from reconcile_project import config as rule_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VERSION = "1.0.0"
+SERVICE_NAME = "affiliate-reconciliation-platform"
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected a boolean (true/false/1/0), got {raw!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected a number, got {raw!r}") from None
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+DJANGO_ENV = env_str("DJANGO_ENV", "development")
+if DJANGO_ENV not in {"development", "production", "test"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV: expected development, production or test, got {DJANGO_ENV!r}")
+PRODUCTION = DJANGO_ENV == "production"
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY: required when DJANGO_ENV=production")
+    # Development only: a fixed key is fine for a local stack and keeps sessions across restarts.
+    SECRET_KEY = "dev-insecure-key-do-not-use-in-production-0123456789abcdef"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "django_filters",
+    "drf_spectacular",
+    "reconciliation",
+    "platforms",
+    "alerts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.gzip.GZipMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "reconcile_project.urls"
+WSGI_APPLICATION = "reconcile_project.wsgi.application"
+ASGI_APPLICATION = "reconcile_project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database -------------------------------------------------------------------------------------
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'reconcile.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL", DEFAULT_DATABASE_URL)
+CONN_MAX_AGE = env_int("CONN_MAX_AGE", 600)
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL: cannot parse {DATABASE_URL!r} ({exc})") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _db["OPTIONS"] = {
+        # WAL lets the web process read while a worker writes; IMMEDIATE takes the write lock at
+        # BEGIN so two workers cannot both "claim" the same attempt and then fail on upgrade.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+    }
+    # SQLite connections are cheap and not shareable across threads; no persistent connections.
+    _db["CONN_MAX_AGE"] = 0
+DATABASES = {"default": _db}
+if DJANGO_ENV == "test" or os.environ.get("TEST_DATABASE_URL"):
+    DATABASES["default"].setdefault("TEST", {})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache, Celery -------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+try:
+    _redis_parts = urlsplit(REDIS_URL)
+    if _redis_parts.scheme not in {"redis", "rediss"} or not _redis_parts.hostname:
+        raise ValueError("expected redis://host:port/db")
+    _redis_base_db = int((_redis_parts.path or "/0").lstrip("/") or 0)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"REDIS_URL: {exc} (got {REDIS_URL!r})") from None
+
+# The broker lives in its own Redis database so that clearing the cache can never flush the queue.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", _redis_db(REDIS_URL, _redis_base_db + 1))
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": "reconcile",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8)
+
+# --- Auth, API ------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Affiliate Reconciliation Platform API",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Security -------------------------------------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Logging --------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+LOG_FILE = env_str("LOG_FILE", "")
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "console")
+if LOG_FORMAT not in {"json", "console"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT: expected json or console, got {LOG_FORMAT!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# --- Platforms ------------------------------------------------------------------------------------
+PLATFORM_SLUGS = ("reddit", "instagram", "tiktok", "youtube", "x", "meta")
+SANDBOX_URL = env_str("SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
+#: Credential keys each adapter reads; values from PLATFORM_<SLUG>_<KEY> (e.g. PLATFORM_META_ACCESS_TOKEN).
+PLATFORM_CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
+    "reddit": ("access_token", "ad_account_id"),
+    "instagram": ("access_token",),
+    "tiktok": ("access_token", "advertiser_id"),
+    "youtube": ("access_token", "developer_token", "customer_id"),
+    "x": ("access_token", "account_id"),
+    "meta": ("access_token",),
+}
+PLATFORM_API: dict[str, dict] = {}
+for _slug in PLATFORM_SLUGS:
+    _prefix = f"PLATFORM_{_slug.upper()}_"
+    PLATFORM_API[_slug] = {
+        "base_url": env_str(_prefix + "BASE_URL", f"{SANDBOX_URL}/{_slug}").rstrip("/"),
+        "credentials": {
+            key: env_str(_prefix + key.upper(), "sandbox-token" if key.endswith("token") else "sandbox")
+            for key in PLATFORM_CREDENTIAL_KEYS[_slug]
+        },
+    }
+
+# --- Rule settings (DESIGN §4), typed groups, each field overridable as <GROUP>__<FIELD> --------------
+try:
+    _groups = rule_config.load_groups()
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+RECONCILIATION_SETTINGS = _groups["RECONCILIATION_SETTINGS"]
+RETRY_POLICY = _groups["RETRY_POLICY"]
+TRUST_SCORING = _groups["TRUST_SCORING"]
+ALERTING_SETTINGS = _groups["ALERTING_SETTINGS"]
+CIRCUIT_BREAKER = _groups["CIRCUIT_BREAKER"]
+BACKOFF_POLICY = _groups["BACKOFF_POLICY"]
+DATA_QUALITY_SETTINGS = _groups["DATA_QUALITY_SETTINGS"]
+RATE_LIMIT_SETTINGS = _groups["RATE_LIMIT_SETTINGS"]

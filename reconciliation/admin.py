@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from rest_framework_api_key.admin import APIKeyModelAdmin
+
+from reconciliation import models
+
+
+@admin.register(models.Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ("name", "contact_email", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name", "contact_email")
+
+
+@admin.register(models.Affiliate)
+class AffiliateAdmin(admin.ModelAdmin):
+    list_display = ("name", "email", "trust_score", "total_submissions", "accurate_submissions", "is_active")
+    list_filter = ("is_active",)
+    search_fields = ("name", "email", "chat_user_id")
+    # The score moves only through the trust ledger; editing it by hand would break the invariant.
+    readonly_fields = ("trust_score", "total_submissions", "accurate_submissions", "created_at")
+
+
+@admin.register(models.AffiliateAPIKey)
+class AffiliateAPIKeyAdmin(APIKeyModelAdmin):
+    list_display = (*APIKeyModelAdmin.list_display, "affiliate")
+    search_fields = (*APIKeyModelAdmin.search_fields, "affiliate__name", "affiliate__email")
+
+
+@admin.register(models.ClientAPIKey)
+class ClientAPIKeyAdmin(APIKeyModelAdmin):
+    list_display = (*APIKeyModelAdmin.list_display, "client", "is_staff")
+    search_fields = (*APIKeyModelAdmin.search_fields, "client__name")
+
+
+@admin.register(models.Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("name", "client", "status", "start_date", "end_date", "recheck_interval_hours")
+    list_filter = ("status", "platforms")
+    search_fields = ("name", "client__name")
+    filter_horizontal = ("platforms",)
+    list_select_related = ("client",)
+
+
+@admin.register(models.Post)
+class PostAdmin(admin.ModelAdmin):
+    list_display = ("id", "platform", "platform_post_id", "affiliate", "campaign", "created_at")
+    list_filter = ("platform",)
+    search_fields = ("url", "platform_post_id", "affiliate__email")
+    list_select_related = ("platform", "affiliate", "campaign__client")
+    raw_id_fields = ("campaign", "affiliate")
+
+
+class ReconciliationLogInline(admin.StackedInline):
+    model = models.ReconciliationLog
+    can_delete = False
+    extra = 0
+    readonly_fields = [f.name for f in models.ReconciliationLog._meta.fields]
+
+
+class AttemptInline(admin.TabularInline):
+    model = models.ReconciliationAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ("number", "started_at", "finished_at", "outcome", "status", "missing_reason", "duration_ms", "worker")
+
+
+@admin.register(models.AffiliateReport)
+class AffiliateReportAdmin(admin.ModelAdmin):
+    list_display = (
+        "id", "post", "claimed_views", "claimed_clicks", "claimed_conversions",
+        "submission_method", "reconciliation_status", "submitted_at",
+    )
+    list_filter = ("submission_method", "log__status")
+    search_fields = ("post__url", "post__affiliate__email", "idempotency_key", "request_id")
+    list_select_related = ("post__platform", "log")
+    readonly_fields = ("evidence", "suspicion_flags", "request_id", "idempotency_key", "submitted_at")
+    raw_id_fields = ("post",)
+    inlines = (ReconciliationLogInline, AttemptInline)
+
+    @admin.display(description="status", ordering="log__status")
+    def reconciliation_status(self, obj: models.AffiliateReport) -> str:
+        log = getattr(obj, "log", None)
+        return log.status if log else "-"
+
+
+@admin.register(models.ReconciliationLog)
+class ReconciliationLogAdmin(admin.ModelAdmin):
+    list_display = (
+        "report", "status", "discrepancy_level", "max_diff_pct", "confidence_ratio", "missing_reason",
+        "attempt_count", "next_attempt_at", "terminal",
+    )
+    list_filter = ("status", "discrepancy_level", "missing_reason", "terminal")
+    search_fields = ("report__id", "report__post__url")
+    readonly_fields = [f.name for f in models.ReconciliationLog._meta.fields]
+    list_select_related = ("report",)
+
+
+@admin.register(models.ReconciliationAttempt)
+class ReconciliationAttemptAdmin(admin.ModelAdmin):
+    list_display = ("report", "number", "outcome", "status", "missing_reason", "duration_ms", "worker", "started_at")
+    list_filter = ("outcome", "missing_reason", "is_recheck")
+    search_fields = ("report__id", "worker")
+    readonly_fields = [f.name for f in models.ReconciliationAttempt._meta.fields]
+
+
+@admin.register(models.PlatformReport)
+class PlatformReportAdmin(admin.ModelAdmin):
+    list_display = ("post", "platform", "views", "clicks", "conversions", "fetched_at")
+    list_filter = ("platform",)
+    readonly_fields = [f.name for f in models.PlatformReport._meta.fields]
+    list_select_related = ("platform",)
+
+
+@admin.register(models.TrustEvent)
+class TrustEventAdmin(admin.ModelAdmin):
+    list_display = ("affiliate", "event", "delta", "effective_delta", "score_after", "report", "created_at")
+    list_filter = ("event",)
+    search_fields = ("affiliate__email", "report__id")
+    readonly_fields = [f.name for f in models.TrustEvent._meta.fields]
+    list_select_related = ("affiliate",)

@@ -1,0 +1,350 @@
+"""Affiliates, clients, campaigns, posts, claims, reconciliation logs and attempts, and the trust ledger.
+
+Invariants that must hold however many workers run are enforced by the database (checks and unique
+constraints), not only by Python: a duplicate can be impossible rather than unlikely.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from rest_framework_api_key.models import AbstractAPIKey
+
+from reconcile_project.config import RuleOverrideError, build_ruleset
+
+INITIAL_TRUST = Decimal("0.5000")
+
+
+class Client(models.Model):
+    """An advertiser: owns campaigns and reads their verified totals."""
+
+    name = models.CharField(max_length=200, unique=True)
+    contact_email = models.EmailField(blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Affiliate(models.Model):
+    name = models.CharField(max_length=200)
+    email = models.EmailField(unique=True)
+    trust_score = models.DecimalField(max_digits=5, decimal_places=4, default=INITIAL_TRUST)
+    total_submissions = models.PositiveIntegerField(default=0)
+    accurate_submissions = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    chat_user_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(trust_score__gte=0) & Q(trust_score__lte=1), name="affiliate_trust_score_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(accurate_submissions__lte=models.F("total_submissions")),
+                name="affiliate_accurate_le_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+class AffiliateAPIKey(AbstractAPIKey):
+    """Hashed API key of an affiliate (the plaintext is shown once, at creation)."""
+
+    affiliate = models.ForeignKey(Affiliate, on_delete=models.CASCADE, related_name="api_keys")
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "affiliate API key"
+        verbose_name_plural = "affiliate API keys"
+
+
+class ClientAPIKey(AbstractAPIKey):
+    """Hashed API key of an advertiser; ``is_staff`` keys may call staff operations."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="api_keys", null=True, blank=True)
+    is_staff = models.BooleanField(default=False)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "client API key"
+        verbose_name_plural = "client API keys"
+        constraints = [
+            models.CheckConstraint(condition=Q(client__isnull=False) | Q(is_staff=True), name="clientkey_owner"),
+        ]
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        PAUSED = "PAUSED"
+        ENDED = "ENDED"
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="campaigns")
+    name = models.CharField(max_length=200)
+    platforms = models.ManyToManyField("platforms.Platform", related_name="campaigns")
+    start_date = models.DateField()
+    end_date = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    #: Per-campaign rule overrides: {"RECONCILIATION_SETTINGS": {"low_max": 0.12}, ...}.
+    rule_overrides = models.JSONField(default=dict, blank=True)
+    recheck_interval_hours = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
+    recheck_window_days = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "name"], name="campaign_unique_name_per_client"),
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True) | Q(end_date__gte=models.F("start_date")),
+                name="campaign_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(recheck_interval_hours__isnull=True) | Q(recheck_interval_hours__gt=0),
+                name="campaign_recheck_interval_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(recheck_window_days__isnull=True) | Q(recheck_window_days__gte=0),
+                name="campaign_recheck_window_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.client})"
+
+    def clean(self) -> None:
+        try:
+            self.ruleset()
+        except RuleOverrideError as exc:
+            raise ValidationError({"rule_overrides": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
+
+    def ruleset(self):  # -> reconcile_project.config.RuleSet
+        groups = {
+            name: getattr(settings, name)
+            for name in (
+                "RECONCILIATION_SETTINGS",
+                "RETRY_POLICY",
+                "TRUST_SCORING",
+                "ALERTING_SETTINGS",
+                "DATA_QUALITY_SETTINGS",
+            )
+        }
+        return build_ruleset(groups, self.rule_overrides)
+
+    def effective_recheck(self) -> tuple[float, float]:
+        """(interval hours, window days) of re-checks for this campaign."""
+        rules = settings.RECONCILIATION_SETTINGS
+        interval = self.recheck_interval_hours or rules.recheck_interval_hours
+        window = self.recheck_window_days if self.recheck_window_days is not None else rules.recheck_window_days
+        return float(interval), float(window)
+
+
+class Post(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="posts")
+    affiliate = models.ForeignKey(Affiliate, on_delete=models.PROTECT, related_name="posts")
+    platform = models.ForeignKey("platforms.Platform", on_delete=models.PROTECT, related_name="posts")
+    url = models.URLField(max_length=2048, help_text="Normalised post URL.")
+    platform_post_id = models.CharField(max_length=128)
+    title = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "platform", "platform_post_id", "affiliate"], name="post_unique_per_affiliate"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["platform", "platform_post_id"], name="post_platform_post_idx"),
+            models.Index(fields=["affiliate", "-created_at"], name="post_affiliate_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_id}:{self.platform_post_id} by affiliate {self.affiliate_id}"
+
+
+class AffiliateReport(models.Model):
+    """One claim about a post at a point in time (a post has a history of claims)."""
+
+    class Method(models.TextChoices):
+        API = "API"
+        CHAT = "CHAT"
+        BULK = "BULK"
+
+    post = models.ForeignKey(Post, on_delete=models.PROTECT, related_name="reports")
+    claimed_views = models.BigIntegerField()
+    claimed_clicks = models.BigIntegerField()
+    claimed_conversions = models.BigIntegerField()
+    evidence = models.JSONField(default=dict, blank=True)
+    suspicion_flags = models.JSONField(default=list, blank=True)
+    submission_method = models.CharField(max_length=5, choices=Method.choices, default=Method.API)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    submitted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(claimed_views__gte=0), name="report_views_nonnegative"),
+            models.CheckConstraint(condition=Q(claimed_clicks__gte=0), name="report_clicks_nonnegative"),
+            models.CheckConstraint(condition=Q(claimed_conversions__gte=0), name="report_conversions_nonnegative"),
+        ]
+        indexes = [models.Index(fields=["post", "-submitted_at"], name="report_post_submitted_idx")]
+
+    def __str__(self) -> str:
+        return (
+            f"report {self.pk} on post {self.post_id}: "
+            f"{self.claimed_views}/{self.claimed_clicks}/{self.claimed_conversions}"
+        )
+
+
+class ReconciliationStatus(models.TextChoices):
+    PENDING = "PENDING"
+    MATCHED = "MATCHED"
+    DISCREPANCY_LOW = "DISCREPANCY_LOW"
+    DISCREPANCY_MEDIUM = "DISCREPANCY_MEDIUM"
+    DISCREPANCY_HIGH = "DISCREPANCY_HIGH"
+    AFFILIATE_OVERCLAIMED = "AFFILIATE_OVERCLAIMED"
+    INCOMPLETE_PLATFORM_DATA = "INCOMPLETE_PLATFORM_DATA"
+    MISSING_PLATFORM_DATA = "MISSING_PLATFORM_DATA"
+
+
+class DiscrepancyLevel(models.TextChoices):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+class ReconciliationLog(models.Model):
+    """The current state of one report's reconciliation; the row is also the work queue's outbox."""
+
+    report = models.OneToOneField(AffiliateReport, on_delete=models.CASCADE, related_name="log")
+    status = models.CharField(
+        max_length=32, choices=ReconciliationStatus.choices, default=ReconciliationStatus.PENDING
+    )
+    discrepancy_level = models.CharField(max_length=10, choices=DiscrepancyLevel.choices, null=True, blank=True)
+    views_diff = models.BigIntegerField(null=True, blank=True)
+    clicks_diff = models.BigIntegerField(null=True, blank=True)
+    conversions_diff = models.BigIntegerField(null=True, blank=True)
+    views_diff_pct = models.FloatField(null=True, blank=True)
+    clicks_diff_pct = models.FloatField(null=True, blank=True)
+    conversions_diff_pct = models.FloatField(null=True, blank=True)
+    max_diff_pct = models.FloatField(null=True, blank=True)
+    confidence_ratio = models.FloatField(null=True, blank=True)
+    missing_fields = models.JSONField(default=list, blank=True)
+    missing_reason = models.CharField(max_length=32, blank=True)
+    attempt_count = models.PositiveIntegerField(default=0, help_text="Attempts claimed, deferrals included.")
+    budget_attempts = models.PositiveIntegerField(default=0, help_text="Attempts that spent the retry budget.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    trust_delta = models.DecimalField(max_digits=6, decimal_places=4, null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    terminal = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="log_next_attempt_idx"),
+            models.Index(fields=["status", "last_attempt_at"], name="log_status_last_attempt_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence_ratio__isnull=True) | (Q(confidence_ratio__gte=0) & Q(confidence_ratio__lte=1)),
+                name="log_confidence_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"log of report {self.report_id}: {self.status}"
+
+
+class ReconciliationAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        RUNNING = "RUNNING"
+        SUCCESS = "SUCCESS"
+        PARTIAL = "PARTIAL"
+        MISSING = "MISSING"
+        DEFERRED = "DEFERRED"
+        DISCARDED = "DISCARDED"
+        ERROR = "ERROR"
+
+    report = models.ForeignKey(AffiliateReport, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RUNNING)
+    status = models.CharField(max_length=32, choices=ReconciliationStatus.choices, blank=True)
+    missing_reason = models.CharField(max_length=32, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    is_recheck = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["report", "number"]
+        constraints = [models.UniqueConstraint(fields=["report", "number"], name="attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of report {self.report_id}: {self.outcome}"
+
+
+class PlatformReport(models.Model):
+    """What the platform reported for a post at one attempt (None = the platform gave no value)."""
+
+    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="platform_reports")
+    attempt = models.OneToOneField(
+        ReconciliationAttempt, on_delete=models.CASCADE, related_name="platform_report", null=True, blank=True
+    )
+    platform = models.ForeignKey("platforms.Platform", on_delete=models.PROTECT, related_name="reports")
+    views = models.BigIntegerField(null=True, blank=True)
+    clicks = models.BigIntegerField(null=True, blank=True)
+    conversions = models.BigIntegerField(null=True, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-fetched_at"]
+        indexes = [models.Index(fields=["post", "-fetched_at"], name="platformreport_post_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} snapshot of post {self.post_id} at {self.fetched_at:%Y-%m-%d %H:%M}"
+
+
+class TrustEvent(models.Model):
+    """One movement of an affiliate's trust score; the ledger is unique per attempt."""
+
+    affiliate = models.ForeignKey(Affiliate, on_delete=models.CASCADE, related_name="trust_events")
+    report = models.ForeignKey(AffiliateReport, on_delete=models.CASCADE, related_name="trust_events")
+    attempt = models.OneToOneField(ReconciliationAttempt, on_delete=models.CASCADE, related_name="trust_event")
+    event = models.CharField(max_length=32)
+    #: The nominal delta (the invariant sums these) and the clamped change actually applied.
+    delta = models.DecimalField(max_digits=6, decimal_places=4)
+    effective_delta = models.DecimalField(max_digits=6, decimal_places=4)
+    score_after = models.DecimalField(max_digits=5, decimal_places=4)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(score_after__gte=0) & Q(score_after__lte=1), name="trustevent_score_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.delta:+} for affiliate {self.affiliate_id} (report {self.report_id})"
