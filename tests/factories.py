@@ -7,6 +7,7 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
 from platforms.models import Platform
@@ -78,6 +79,8 @@ def report(*, with_log: bool = True, **fields: Any) -> AffiliateReport:
             **fields,
         }
     )
+    # As the submission service does: every report counts as a submission of its affiliate.
+    Affiliate.objects.filter(pk=obj.post.affiliate_id).update(total_submissions=F("total_submissions") + 1)
     if with_log:
         ReconciliationLog.objects.create(report=obj, next_attempt_at=obj.submitted_at)
     return obj
