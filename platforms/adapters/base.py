@@ -8,8 +8,9 @@ It never retries, sleeps or consults the breaker: the fetcher does that.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 METRICS = ("views", "clicks", "conversions")
 

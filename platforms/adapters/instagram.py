@@ -1,0 +1,54 @@
+"""Instagram — Instagram Graph API media insights.
+
+``GET https://graph.facebook.com/v21.0/<ig_media_id>/insights?metric=views,reach,total_interactions``
+(https://developers.facebook.com/docs/instagram-platform/reference/instagram-media/insights)::
+
+    {"data": [{"name": "views", "period": "lifetime", "values": [{"value": 1234}],
+               "title": "Views", "description": "...", "id": "<media_id>/insights/views/lifetime"}, ...]}
+
+Values are JSON integers. The edge is keyed by the IG *media id*; we pass the post id parsed from the
+claimed URL as that id (resolving a shortcode to a media id needs the owner's media list).
+Mapping: views ← ``views``. Organic media insights report no link clicks (``profile_links_taps`` and
+``website_clicks`` are account-level, not per post) and no conversions, so clicks and conversions are
+always None: the engine must treat Instagram clicks/conversions as unverifiable, not as zero.
+
+Credentials: ``access_token`` (Bearer header, see meta.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from platforms.adapters.base import PlatformAdapter, PlatformMetrics
+from platforms.adapters.graph import GRAPH_API_VERSION, graph_api_error, usage_retry_hint
+from platforms.adapters.graph import PRODUCTION_BASE_URL as PRODUCTION_BASE_URL
+from platforms.adapters.http import call_api, endpoint, require_credential, to_count, unexpected_shape
+
+#: ``reach`` and ``total_interactions`` are not mapped; they are kept in ``raw`` for investigators.
+METRICS = ("views", "reach", "total_interactions")
+
+
+class InstagramAdapter(PlatformAdapter):
+    slug = "instagram"
+
+    def fetch_metrics(self, post_id: str) -> PlatformMetrics:
+        token = require_credential(self.config, "access_token", self.slug)
+        body = call_api(
+            self.config,
+            "GET",
+            endpoint(self.config, GRAPH_API_VERSION, post_id, "insights"),
+            platform=self.slug,
+            params={"metric": ",".join(METRICS)},
+            headers={"Authorization": f"Bearer {token}"},
+            api_error=graph_api_error,
+            retry_hint=usage_retry_hint,
+        )
+        with unexpected_shape(self.slug):
+            entries: list[dict[str, Any]] = body["data"]
+            by_name = {entry["name"]: entry for entry in entries}
+            views_entry = by_name.get("views")
+            views = None
+            if views_entry is not None and views_entry.get("values"):
+                # Lifetime metrics carry exactly one value.
+                views = to_count(views_entry["values"][0].get("value"), "views")
+            return PlatformMetrics(views=views, clicks=None, conversions=None, raw=body)

@@ -1,0 +1,231 @@
+"""Fetch one post's metrics through the shared circuit breaker and rate limiter, with bounded retries.
+
+This is the only place that calls adapters. Adapters never retry, sleep or consult the breaker; the
+fetcher does all three and always returns a :class:`FetchOutcome` (it never raises a platform error),
+so the engine can classify and schedule the next attempt from one value.
+
+Per adapter call: ask the breaker (rejected → ``circuit_open``, no call), take a token from the
+platform's bucket (none within the budget → ``rate_limited``, no call), call, tell the breaker.
+Transient errors are retried with exponential backoff and jitter, at most ``max_retries`` times and
+never sleeping past the attempt budget; each retry asks the breaker again, so a probe admission covers
+exactly one call and a failed probe ends the fetch (the breaker is open again).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from platforms.adapters.base import METRICS, PlatformMetrics
+from platforms.breaker import Admission
+from platforms.errors import FetchError, PlatformError, RateLimited
+from platforms.ratelimit import TokenSource, wait_for_token
+from reconcile_project.config import BackoffPolicy, RateLimitSettings
+
+logger = logging.getLogger("platforms.fetcher")
+performance_logger = logging.getLogger("app.performance")
+
+#: Bucket capacity as seconds of quota: a fifth of a second lets a worker pool start without waiting
+#: while keeping any one-second window within 1.2 × the platform's quota.
+BURST_SECONDS = 0.2
+
+# Jitter needs no reproducibility outside tests (which pass their own); one generator avoids seeding
+# a new one from the OS on every fetch.
+_rng = random.Random()
+
+
+class Adapter(Protocol):
+    def fetch_metrics(self, post_id: str) -> PlatformMetrics: ...
+
+
+class Breaker(Protocol):
+    def before_call(self, platform: str) -> Admission: ...
+    def record_success(self, platform: str, admission: Admission) -> None: ...
+    def record_failure(self, platform: str, admission: Admission) -> None: ...
+    def release(self, platform: str, admission: Admission) -> None: ...
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """Everything the engine needs from one fetch; ``error_code`` is the attempt's ``missing_reason``."""
+
+    metrics: PlatformMetrics | None
+    #: Metrics the platform did not give: the absent ones on success, all three on failure.
+    missing_fields: list[str] = field(default_factory=list)
+    #: None | not_found | fetch_error | timeout | auth_error | circuit_open | rate_limited
+    error_code: str | None = None
+    error_message: str | None = None
+    #: True when the platform (429) or our own quota stopped the call.
+    rate_limited: bool = False
+    #: When known: seconds until the platform or the breaker will accept a call again.
+    retry_after_seconds: float | None = None
+    #: Adapter calls made (0 when the breaker or the rate limiter refused).
+    attempts: int = 0
+    duration_seconds: float = 0.0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+    @property
+    def reached_platform(self) -> bool:
+        """False for ``circuit_open`` and our own ``rate_limited``: such a miss must not use up an attempt."""
+        return self.attempts > 0
+
+
+def fetch(
+    *,
+    platform: str,
+    post_id: str,
+    adapter: Adapter | None = None,
+    breaker: Breaker | None = None,
+    limiter: TokenSource | None = None,
+    backoff: BackoffPolicy | None = None,
+    quota_rps: float | None = None,
+    budget_seconds: float | None = None,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> FetchOutcome:
+    """Fetch ``post_id``'s metrics from ``platform``; arguments left as None come from Django settings.
+
+    ``quota_rps`` is the platform's quota across all workers (``Platform.quota_rps`` or the default);
+    ``budget_seconds`` (default ``backoff.attempt_budget_seconds``) bounds waiting and sleeping.
+    """
+    started = clock()
+    if adapter is None:
+        from platforms.registry import get_adapter
+
+        adapter = get_adapter(platform)
+    if breaker is None:
+        from platforms.breaker import get_breaker
+
+        breaker = get_breaker()
+    if limiter is None:
+        from platforms.ratelimit import get_limiter
+
+        limiter = get_limiter()
+    if backoff is None or quota_rps is None:
+        from django.conf import settings
+
+        if backoff is None:
+            policy = settings.BACKOFF_POLICY
+            backoff = policy if isinstance(policy, BackoffPolicy) else BackoffPolicy.model_validate(policy)
+        if quota_rps is None:
+            limits = settings.RATE_LIMIT_SETTINGS
+            if not isinstance(limits, RateLimitSettings):
+                limits = RateLimitSettings.model_validate(limits)
+            quota_rps = limits.platform_default_rps
+    rng = rng or _rng
+    deadline = started + (budget_seconds if budget_seconds is not None else backoff.attempt_budget_seconds)
+    burst = max(1.0, quota_rps * BURST_SECONDS)
+
+    attempts = 0
+    error: PlatformError | None = None
+    outcome: FetchOutcome | None = None
+    while True:
+        admission = breaker.before_call(platform)
+        if not admission.admitted:
+            # On a retry the last platform error is the better answer: we did reach the platform.
+            if error is None:
+                outcome = _circuit_open(platform, admission)
+            break
+        token = wait_for_token(limiter, platform, quota_rps, burst, deadline, sleep=sleep, clock=clock, rng=rng)
+        if not token.taken:
+            breaker.release(platform, admission)
+            if error is None:
+                outcome = FetchOutcome(
+                    metrics=None,
+                    missing_fields=list(METRICS),
+                    error_code="rate_limited",
+                    error_message=f"no {platform} quota token within the attempt budget",
+                    rate_limited=True,
+                    retry_after_seconds=token.retry_after,
+                )
+            break
+        if token.waited and not admission.probe:
+            # The admission is as old as the wait: the breaker may have opened meanwhile (a whole
+            # pool of workers queued on the quota would otherwise all hit a platform that just
+            # went down). A probe is ours to use; asking again would take a second probe slot.
+            admission = breaker.before_call(platform)
+            if not admission.admitted:
+                if error is None:
+                    outcome = _circuit_open(platform, admission)
+                break
+
+        attempts += 1
+        try:
+            metrics = adapter.fetch_metrics(post_id)
+        except PlatformError as exc:
+            error = exc
+        except Exception as exc:
+            # The adapter contract is "typed errors only"; anything else is an adapter bug. Count it
+            # as a platform failure (so a broken adapter still trips the breaker) but do not retry.
+            logger.exception("adapter_unexpected_error", extra={"platform": platform, "post_id": post_id})
+            error = FetchError(f"{type(exc).__name__}: {exc}")
+            error.transient = False
+        else:
+            breaker.record_success(platform, admission)
+            outcome = FetchOutcome(metrics=metrics, missing_fields=metrics.missing_fields(), raw=dict(metrics.raw))
+            break
+
+        if error.counts_as_failure:
+            breaker.record_failure(platform, admission)
+        else:
+            breaker.release(platform, admission)
+        if not error.transient or attempts > backoff.max_retries:
+            break
+        delay = _backoff_delay(backoff, attempts - 1, rng)
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        if clock() + delay > deadline:
+            break
+        sleep(delay)
+
+    if outcome is None:
+        assert error is not None
+        outcome = _error_outcome(error)
+    outcome = replace(outcome, attempts=attempts, duration_seconds=clock() - started)
+    performance_logger.info(
+        "Performance: platform_fetch",
+        extra={
+            "operation": "platform_fetch",
+            "duration_ms": round(outcome.duration_seconds * 1000, 2),
+            "platform": platform,
+            "outcome": outcome.error_code or "ok",
+            "attempts": attempts,
+        },
+    )
+    return outcome
+
+
+def _backoff_delay(policy: BackoffPolicy, retry_index: int, rng: random.Random) -> float:
+    delay = min(policy.max_delay_seconds, policy.base_delay_seconds * 2**retry_index)
+    return max(0.0, delay * (1 + policy.jitter_pct * (2 * rng.random() - 1)))
+
+
+def _circuit_open(platform: str, admission: Admission) -> FetchOutcome:
+    return FetchOutcome(
+        metrics=None,
+        missing_fields=list(METRICS),
+        error_code="circuit_open",
+        error_message=f"circuit breaker for {platform} is {admission.state}",
+        retry_after_seconds=admission.retry_after_seconds,
+    )
+
+
+def _error_outcome(error: PlatformError) -> FetchOutcome:
+    return FetchOutcome(
+        metrics=None,
+        missing_fields=list(METRICS),
+        error_code=error.code,
+        error_message=str(error),
+        rate_limited=isinstance(error, RateLimited),
+        retry_after_seconds=error.retry_after if isinstance(error, RateLimited) else None,
+        raw={"error": type(error).__name__, "status": error.status},
+    )
