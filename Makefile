@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements.stamp
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/reconcile
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint venv migrate seed clean
+.PHONY: run test lint venv migrate seed clean runbook-check
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,11 +31,17 @@ run: venv
 	@echo "API and admin:  http://127.0.0.1:8000/admin/  (login: admin / demo-admin-pass)"
 	@echo "Stopping: Ctrl-C stops every process below."
 	@echo
+	@# Prometheus multiprocess files of a previous run would be summed into this one's counters.
+	rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-$${VAR_DIR:-var}/prometheus}"
 	exec $(VENV)/bin/honcho -f Procfile start
 
 test: venv
 	@$(PY) -m reconcile_project.preflight redis postgres
 	$(VENV)/bin/pytest
+
+# Runs every command of docs/RUNBOOK.md against the stack `make run` started (starts nothing itself).
+runbook-check: venv
+	scripts/runbook_check.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .

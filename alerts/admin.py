@@ -11,16 +11,38 @@ from alerts.models import Alert
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "alert_type", "severity", "status", "title", "affiliate", "platform", "occurrence_count", "created_at",
+        "id",
+        "alert_type",
+        "severity",
+        "status",
+        "title",
+        "affiliate",
+        "platform",
+        "occurrence_count",
+        "created_at",
     )
     list_filter = ("status", "severity", "alert_type", "category")
     search_fields = ("title", "message", "affiliate__email", "report__id")
     list_select_related = ("affiliate", "platform")
     raw_id_fields = ("affiliate", "report", "escalated_from")
     readonly_fields = (
-        "alert_type", "category", "severity", "title", "message", "threshold_breached", "affiliate", "platform",
-        "report", "escalated_from", "occurrence_count", "last_occurred_at", "acknowledged_by", "acknowledged_at",
-        "resolved_by", "resolved_at", "created_at",
+        "alert_type",
+        "category",
+        "severity",
+        "title",
+        "message",
+        "threshold_breached",
+        "affiliate",
+        "platform",
+        "report",
+        "escalated_from",
+        "occurrence_count",
+        "last_occurred_at",
+        "acknowledged_by",
+        "acknowledged_at",
+        "resolved_by",
+        "resolved_at",
+        "created_at",
     )
     actions = ("acknowledge", "resolve")
 

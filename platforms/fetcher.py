@@ -191,6 +191,7 @@ def fetch(
         assert error is not None
         outcome = _error_outcome(error)
     outcome = replace(outcome, attempts=attempts, duration_seconds=clock() - started)
+    _observe(platform, outcome)
     performance_logger.info(
         "Performance: platform_fetch",
         extra={
@@ -202,6 +203,17 @@ def fetch(
         },
     )
     return outcome
+
+
+def _observe(platform: str, outcome: FetchOutcome) -> None:
+    # Imported here: the fetcher also runs outside Django (tests, benches) where metrics are not configured.
+    try:
+        from reconcile_project.metrics import PLATFORM_FETCH_DURATION
+    except Exception:  # noqa: BLE001 - metrics must never break a fetch
+        return
+    PLATFORM_FETCH_DURATION.labels(platform=platform, outcome=outcome.error_code or "ok").observe(
+        outcome.duration_seconds
+    )
 
 
 def _backoff_delay(policy: BackoffPolicy, retry_index: int, rng: random.Random) -> float:

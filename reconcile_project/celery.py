@@ -11,3 +11,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reconcile_project.settings")
 app = Celery("reconcile_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Logging, request-id propagation, metrics and worker-exception tracking (reconcile_project/observability.py).
+from reconcile_project.observability import install_celery_hooks  # noqa: E402
+
+install_celery_hooks(app)

@@ -9,7 +9,8 @@ This module imports nothing from Django so that the pure rules can take these mo
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -205,6 +206,17 @@ class RuleOverrideError(ValueError):
     def __init__(self, errors: dict[str, str]):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
         self.errors = errors
+
+
+G = TypeVar("G", bound=_Group)
+
+
+def load_group(name: str, cls: type[G]) -> G:
+    """Read one group from the environment; raise ValueError naming the variable on a bad value."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        raise ValueError(_describe(name, exc, env=True)) from None
 
 
 def load_groups() -> dict[str, _Group]:

@@ -6,7 +6,10 @@ message naming the variable (``ImproperlyConfigured``).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,6 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from reconcile_project import config as rule_config
+from reconcile_project.observability import configure_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VERSION = "1.0.0"
@@ -94,6 +98,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "reconcile_project.middleware.RequestContextMiddleware",
     "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -174,8 +179,50 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
 }
-CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 8)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Outcomes live in PostgreSQL; a result backend would only be a second, stale copy.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+# At-least-once delivery; the attempt protocol makes the effect happen once.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than the longest task (an attempt is bounded by BACKOFF_POLICY.attempt_budget_seconds plus two
+# short transactions). Later work is a persisted next_attempt_at, never an ETA, so nothing waits this long.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600),
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+# On SIGTERM finish what is running for this long, then requeue the rest instead of losing it.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 10.0)
+CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = True
+CELERY_TASK_DEFAULT_QUEUE = "reconcile"
+CELERY_TASK_ROUTES = {
+    "reconciliation.tasks.reconcile_report": {"queue": "reconcile"},
+    "reconciliation.tasks.sweep_due": {"queue": "maintenance"},
+    "reconciliation.tasks.check_outages": {"queue": "maintenance"},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = False
+SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 5.0)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-due-reports": {
+        "task": "reconciliation.tasks.sweep_due",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+        "options": {"queue": "maintenance", "expires": SWEEP_INTERVAL_SECONDS * 2},
+    },
+    "check-platform-outages": {
+        "task": "reconciliation.tasks.check_outages",
+        "schedule": 60.0,
+        "options": {"queue": "maintenance", "expires": 60},
+    },
+}
 
 # --- Auth, API ------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -187,15 +234,35 @@ API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # API keys (Authorization: Bearer <key>) first, so a missing key is a 401 with WWW-Authenticate.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "reconciliation.api.authentication.APIKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # JSON only, both ways: no browsable API (evidence is never rendered as HTML), no form parsing.
+    "DEFAULT_PARSER_CLASSES": ["reconciliation.api.parsers.CappedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "reconciliation.api.parsers.JSONOnlyNegotiation",
+    "EXCEPTION_HANDLER": "reconciliation.api.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Affiliate Reconciliation Platform API",
+    "DESCRIPTION": (
+        "Affiliates submit claims about their posts and follow their verification; advertisers read "
+        "verified totals of their own campaigns; staff re-run reconciliation. Every error is "
+        '`{"error": {"code", "message", "fields"?}, "request_id"}`.'
+    ),
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # The document and its UI are public: a stale key in the browser must not turn them into a 401.
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "PATH_CONVERTER_OVERRIDES": {"api_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+    "ENUM_NAME_OVERRIDES": {"ReconciliationStatusEnum": "reconciliation.models.ReconciliationStatus.choices"},
 }
 
 # --- Security -------------------------------------------------------------------------------------
@@ -222,17 +289,30 @@ STATIC_ROOT = VAR_DIR / "static"
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
-LOG_FILE = env_str("LOG_FILE", "")
+# Development writes a file too, so the runbook's greps work against `make run`; containers log to stderr.
+LOG_FILE = env_str("LOG_FILE", str(VAR_DIR / "log" / "app.log") if DJANGO_ENV == "development" else "")
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "console")
 if LOG_FORMAT not in {"json", "console"}:
     raise ImproperlyConfigured(f"LOG_FORMAT: expected json or console, got {LOG_FORMAT!r}")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-}
+# structlog over the stdlib (reconcile_project/observability.py); Django's DEFAULT_LOGGING is not applied.
+LOGGING_CONFIG = None
+configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT, log_file=LOG_FILE)  # type: ignore[arg-type]
+
+# --- Metrics --------------------------------------------------------------------------------------
+# prometheus_client multiprocess mode: every gunicorn and Celery process of the host writes here and
+# /metrics sums them. Set before anything imports prometheus_client (it reads the variable on import);
+# exported so that child processes (workers started by tests, prefork children) share it. Emptied by
+# `make run` on start; a test run gets its own temporary directory.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+if not PROMETHEUS_MULTIPROC_DIR:
+    if DJANGO_ENV == "test":
+        PROMETHEUS_MULTIPROC_DIR = tempfile.mkdtemp(prefix="reconcile-prometheus-")
+        # Only the process that made it removes it (its subprocesses inherit the variable).
+        atexit.register(shutil.rmtree, PROMETHEUS_MULTIPROC_DIR, ignore_errors=True)
+    else:
+        PROMETHEUS_MULTIPROC_DIR = str(VAR_DIR / "prometheus")
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 
 # --- Platforms ------------------------------------------------------------------------------------
 PLATFORM_SLUGS = ("reddit", "instagram", "tiktok", "youtube", "x", "meta")
@@ -243,7 +323,7 @@ PLATFORM_CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
     "instagram": ("access_token",),
     "tiktok": ("access_token", "advertiser_id"),
     "youtube": ("access_token", "developer_token", "customer_id"),
-    "x": ("access_token", "account_id"),
+    "x": ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "account_id"),
     "meta": ("access_token",),
 }
 PLATFORM_API: dict[str, dict] = {}
@@ -252,21 +332,26 @@ for _slug in PLATFORM_SLUGS:
     PLATFORM_API[_slug] = {
         "base_url": env_str(_prefix + "BASE_URL", f"{SANDBOX_URL}/{_slug}").rstrip("/"),
         "credentials": {
-            key: env_str(_prefix + key.upper(), "sandbox-token" if key.endswith("token") else "sandbox")
+            key: env_str(_prefix + key.upper(), "sandbox-token" if key.endswith("token") else f"sandbox-{key}")
             for key in PLATFORM_CREDENTIAL_KEYS[_slug]
         },
     }
 
 # --- Rule settings (DESIGN §4), typed groups, each field overridable as <GROUP>__<FIELD> --------------
-try:
-    _groups = rule_config.load_groups()
-except ValueError as exc:
-    raise ImproperlyConfigured(str(exc)) from None
-RECONCILIATION_SETTINGS = _groups["RECONCILIATION_SETTINGS"]
-RETRY_POLICY = _groups["RETRY_POLICY"]
-TRUST_SCORING = _groups["TRUST_SCORING"]
-ALERTING_SETTINGS = _groups["ALERTING_SETTINGS"]
-CIRCUIT_BREAKER = _groups["CIRCUIT_BREAKER"]
-BACKOFF_POLICY = _groups["BACKOFF_POLICY"]
-DATA_QUALITY_SETTINGS = _groups["DATA_QUALITY_SETTINGS"]
-RATE_LIMIT_SETTINGS = _groups["RATE_LIMIT_SETTINGS"]
+
+
+def _group(name: str, cls: type[rule_config.G]) -> rule_config.G:
+    try:
+        return rule_config.load_group(name, cls)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+RECONCILIATION_SETTINGS = _group("RECONCILIATION_SETTINGS", rule_config.ReconciliationSettings)
+RETRY_POLICY = _group("RETRY_POLICY", rule_config.RetryPolicy)
+TRUST_SCORING = _group("TRUST_SCORING", rule_config.TrustScoring)
+ALERTING_SETTINGS = _group("ALERTING_SETTINGS", rule_config.AlertingSettings)
+CIRCUIT_BREAKER = _group("CIRCUIT_BREAKER", rule_config.CircuitBreakerSettings)
+BACKOFF_POLICY = _group("BACKOFF_POLICY", rule_config.BackoffPolicy)
+DATA_QUALITY_SETTINGS = _group("DATA_QUALITY_SETTINGS", rule_config.DataQualitySettings)
+RATE_LIMIT_SETTINGS = _group("RATE_LIMIT_SETTINGS", rule_config.RateLimitSettings)

@@ -1,6 +1,25 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from reconcile_project import debug_views, health, metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The REST API (README "API"); its OpenAPI document and Swagger UI.
+    path("api/v1/", include("reconciliation.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Operations (docs/RUNBOOK.md): probes, Prometheus, staff-only debugging.
+    path("health", health.health, name="health"),
+    path("health/detailed", health.health_detailed, name="health-detailed"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("debug/circuit-breakers", debug_views.circuit_breakers, name="debug-circuit-breakers"),
+    path("debug/worker-exceptions", debug_views.worker_exceptions, name="debug-worker-exceptions"),
 ]
+
+# JSON error envelope for /api/ paths that never reach a DRF view; Django's pages elsewhere.
+handler400 = "reconciliation.api.exceptions.handler400"
+handler403 = "reconciliation.api.exceptions.handler403"
+handler404 = "reconciliation.api.exceptions.handler404"
+handler500 = "reconciliation.api.exceptions.handler500"

@@ -24,14 +24,15 @@ class AffiliateAdmin(admin.ModelAdmin):
 
 @admin.register(models.AffiliateAPIKey)
 class AffiliateAPIKeyAdmin(APIKeyModelAdmin):
-    list_display = (*APIKeyModelAdmin.list_display, "affiliate")
-    search_fields = (*APIKeyModelAdmin.search_fields, "affiliate__name", "affiliate__email")
+    # The library types these as fixed-length tuples; extending them is the documented way to customise.
+    list_display = (*APIKeyModelAdmin.list_display, "affiliate")  # type: ignore[assignment]
+    search_fields = (*APIKeyModelAdmin.search_fields, "affiliate__name", "affiliate__email")  # type: ignore[assignment]
 
 
 @admin.register(models.ClientAPIKey)
 class ClientAPIKeyAdmin(APIKeyModelAdmin):
-    list_display = (*APIKeyModelAdmin.list_display, "client", "is_staff")
-    search_fields = (*APIKeyModelAdmin.search_fields, "client__name")
+    list_display = (*APIKeyModelAdmin.list_display, "client", "is_staff")  # type: ignore[assignment]
+    search_fields = (*APIKeyModelAdmin.search_fields, "client__name")  # type: ignore[assignment]
 
 
 @admin.register(models.Campaign)
@@ -63,14 +64,29 @@ class AttemptInline(admin.TabularInline):
     model = models.ReconciliationAttempt
     extra = 0
     can_delete = False
-    readonly_fields = ("number", "started_at", "finished_at", "outcome", "status", "missing_reason", "duration_ms", "worker")
+    readonly_fields = (
+        "number",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "status",
+        "missing_reason",
+        "duration_ms",
+        "worker",
+    )
 
 
 @admin.register(models.AffiliateReport)
 class AffiliateReportAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "post", "claimed_views", "claimed_clicks", "claimed_conversions",
-        "submission_method", "reconciliation_status", "submitted_at",
+        "id",
+        "post",
+        "claimed_views",
+        "claimed_clicks",
+        "claimed_conversions",
+        "submission_method",
+        "reconciliation_status",
+        "submitted_at",
     )
     list_filter = ("submission_method", "log__status")
     search_fields = ("post__url", "post__affiliate__email", "idempotency_key", "request_id")
@@ -88,8 +104,15 @@ class AffiliateReportAdmin(admin.ModelAdmin):
 @admin.register(models.ReconciliationLog)
 class ReconciliationLogAdmin(admin.ModelAdmin):
     list_display = (
-        "report", "status", "discrepancy_level", "max_diff_pct", "confidence_ratio", "missing_reason",
-        "attempt_count", "next_attempt_at", "terminal",
+        "report",
+        "status",
+        "discrepancy_level",
+        "max_diff_pct",
+        "confidence_ratio",
+        "missing_reason",
+        "attempt_count",
+        "next_attempt_at",
+        "terminal",
     )
     list_filter = ("status", "discrepancy_level", "missing_reason", "terminal")
     search_fields = ("report__id", "report__post__url")

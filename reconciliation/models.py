@@ -6,6 +6,7 @@ constraints), not only by Python: a duplicate can be impossible rather than unli
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,9 +15,10 @@ from django.db import models
 from django.db.models import Q
 from rest_framework_api_key.models import AbstractAPIKey
 
-from reconcile_project.config import RuleOverrideError, build_ruleset
+from reconcile_project.config import OVERRIDABLE, RuleOverrideError, RuleSet, build_ruleset
 
 INITIAL_TRUST = Decimal("0.5000")
+_RULESETS: dict[tuple, RuleSet] = {}
 
 
 class Client(models.Model):
@@ -129,18 +131,18 @@ class Campaign(models.Model):
         except RuleOverrideError as exc:
             raise ValidationError({"rule_overrides": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
 
-    def ruleset(self):  # -> reconcile_project.config.RuleSet
-        groups = {
-            name: getattr(settings, name)
-            for name in (
-                "RECONCILIATION_SETTINGS",
-                "RETRY_POLICY",
-                "TRUST_SCORING",
-                "ALERTING_SETTINGS",
-                "DATA_QUALITY_SETTINGS",
-            )
-        }
-        return build_ruleset(groups, self.rule_overrides)
+    def ruleset(self) -> RuleSet:
+        """The global rule settings with this campaign's overrides applied (raises RuleOverrideError)."""
+        groups = {name: getattr(settings, name) for name in OVERRIDABLE}
+        # Validating the groups costs milliseconds and every attempt needs them: memoise by value.
+        key = (tuple(id(g) for g in groups.values()), json.dumps(self.rule_overrides or {}, sort_keys=True))
+        ruleset = _RULESETS.get(key)
+        if ruleset is None:
+            ruleset = build_ruleset(groups, self.rule_overrides)
+            if len(_RULESETS) > 1024:
+                _RULESETS.clear()
+            _RULESETS[key] = ruleset
+        return ruleset
 
     def effective_recheck(self) -> tuple[float, float]:
         """(interval hours, window days) of re-checks for this campaign."""
@@ -232,9 +234,7 @@ class ReconciliationLog(models.Model):
     """The current state of one report's reconciliation; the row is also the work queue's outbox."""
 
     report = models.OneToOneField(AffiliateReport, on_delete=models.CASCADE, related_name="log")
-    status = models.CharField(
-        max_length=32, choices=ReconciliationStatus.choices, default=ReconciliationStatus.PENDING
-    )
+    status = models.CharField(max_length=32, choices=ReconciliationStatus.choices, default=ReconciliationStatus.PENDING)
     discrepancy_level = models.CharField(max_length=10, choices=DiscrepancyLevel.choices, null=True, blank=True)
     views_diff = models.BigIntegerField(null=True, blank=True)
     clicks_diff = models.BigIntegerField(null=True, blank=True)
@@ -348,3 +348,35 @@ class TrustEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.delta:+} for affiliate {self.affiliate_id} (report {self.report_id})"
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` seen on a POST/PUT, scoped to the credential that sent it (kept 24 h).
+
+    The row is written in the same transaction as the work it guards, so a crash leaves no half-done key:
+    either the report and its stored response exist, or neither does and the client may retry.
+    """
+
+    class OwnerKind(models.TextChoices):
+        AFFILIATE_KEY = "affiliate_key"
+        CLIENT_KEY = "client_key"
+        USER = "user"
+
+    owner_kind = models.CharField(max_length=16, choices=OwnerKind.choices)
+    owner_id = models.CharField(max_length=150, help_text="The API key's id (or the staff user's id).")
+    key = models.CharField(max_length=255)
+    #: sha256 of the method, path and canonical JSON body: the same key with another body is refused.
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    completed = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner_kind", "owner_id", "key"], name="idempotency_unique_per_owner"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} of {self.owner_kind} {self.owner_id}"

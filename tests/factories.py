@@ -63,9 +63,7 @@ def post(**fields: Any) -> Post:
     fields.setdefault("affiliate", affiliate())
     fields.setdefault("platform", platform("reddit"))
     post_id = fields.pop("platform_post_id", f"p{n}")
-    return Post.objects.create(
-        platform_post_id=post_id, url=f"https://reddit.com/comments/{post_id}", **fields
-    )
+    return Post.objects.create(platform_post_id=post_id, url=f"https://reddit.com/comments/{post_id}", **fields)
 
 
 def report(*, with_log: bool = True, **fields: Any) -> AffiliateReport:

@@ -18,8 +18,8 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.message import Message
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from typing import Any, ClassVar
 from urllib.parse import unquote
 

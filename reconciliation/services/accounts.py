@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable
+from typing import cast
 
 from django.db import transaction
 
@@ -36,7 +37,8 @@ def client_resolve(ref: str) -> Client:
 
 def client_key_create(*, client: Client | None, name: str, is_staff: bool = False) -> tuple[ClientAPIKey, str]:
     """A new hashed key; the plaintext is returned once and never stored."""
-    return ClientAPIKey.objects.create_key(name=name, client=client, is_staff=is_staff)
+    obj, key = ClientAPIKey.objects.create_key(name=name, client=client, is_staff=is_staff)
+    return cast(ClientAPIKey, obj), key
 
 
 @transaction.atomic

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from typing import cast
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -39,7 +40,7 @@ def test_create_affiliate_prints_a_key_that_is_stored_only_hashed() -> None:
     stored = AffiliateAPIKey.objects.get(affiliate__email="dana@example.com")
     assert key not in stored.hashed_key and stored.prefix == key.split(".")[0]
     assert AffiliateAPIKey.objects.is_valid(key)
-    assert AffiliateAPIKey.objects.get_from_key(key).affiliate.email == "dana@example.com"
+    assert cast(AffiliateAPIKey, AffiliateAPIKey.objects.get_from_key(key)).affiliate.email == "dana@example.com"
 
 
 def test_create_affiliate_refuses_a_duplicate_email() -> None:
@@ -67,7 +68,14 @@ def test_create_client_and_campaign() -> None:
         (["--client", "Globex", "--platforms", "reddit", "--start", "2026-13-01"], "not a date"),
         (["--client", "Globex", "--platforms", "reddit", "--rule-overrides", "{bad"], "not JSON"),
         (
-            ["--client", "Globex", "--platforms", "reddit", "--rule-overrides", '{"RETRY_POLICY": {"max_attempts": 0}}'],
+            [
+                "--client",
+                "Globex",
+                "--platforms",
+                "reddit",
+                "--rule-overrides",
+                '{"RETRY_POLICY": {"max_attempts": 0}}',
+            ],
             "RETRY_POLICY.max_attempts",
         ),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -90,7 +91,10 @@ def test_same_post_twice_for_one_affiliate_is_rejected() -> None:
     post = factories.post()
     assert rejected(
         lambda: factories.post(
-            campaign=post.campaign, affiliate=post.affiliate, platform=post.platform, platform_post_id=post.platform_post_id
+            campaign=post.campaign,
+            affiliate=post.affiliate,
+            platform=post.platform,
+            platform_post_id=post.platform_post_id,
         )
     )
 
@@ -110,7 +114,7 @@ def test_api_key_is_stored_hashed() -> None:
     affiliate = factories.affiliate()
     obj, key = AffiliateAPIKey.objects.create_key(name="k", affiliate=affiliate)
     assert key not in obj.hashed_key
-    assert AffiliateAPIKey.objects.get_from_key(key).affiliate == affiliate
+    assert cast(AffiliateAPIKey, AffiliateAPIKey.objects.get_from_key(key)).affiliate == affiliate
 
 
 def test_str_of_every_model_is_readable() -> None:

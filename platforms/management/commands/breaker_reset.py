@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from platforms.breaker import get_breaker
+from reconcile_project.metrics import install_breaker_hook
 
 
 class Command(BaseCommand):
@@ -21,6 +22,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"unknown platform {unknown[0]!r}; choose from {', '.join(settings.PLATFORM_SLUGS)}, all"
             )
+        install_breaker_hook()  # count the manual transition in breaker_transitions_total like any other
         breaker = get_breaker()
         for slug in slugs:
             breaker.reset(slug)

@@ -86,8 +86,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"  platforms: {', '.join(s for s, _, _ in PLATFORMS)}")
         for campaign in Campaign.objects.filter(client=client).order_by("id"):
-            slugs = ",".join(campaign.platforms.order_by("slug").values_list("slug", flat=True))
-            self.stdout.write(f"  campaign {campaign.pk}: {campaign.name} [{slugs}]")
+            on = ",".join(campaign.platforms.order_by("slug").values_list("slug", flat=True))
+            self.stdout.write(f"  campaign {campaign.pk}: {campaign.name} [{on}]")
         for email, key in keys.items():
             self.stdout.write(f"  API key {email}: {key}")
         pw = password if created else "(unchanged since it was created)"

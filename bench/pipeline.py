@@ -1,0 +1,345 @@
+"""Pipeline benchmark: reconciliations/s and submit→reconciled latency through real Celery workers.
+
+    .venv/bin/python bench/pipeline.py [--reports 2000] [--repeat 1] [--workers 1,2] [--latency 0,100]
+
+For each (worker processes, sandbox latency) cell: 2,000 reports are persisted exactly as the submission
+service persists them (post, report, log due now) and dispatched to the ``reconcile`` queue; the clock
+stops when the last one is reconciled. Throughput is reports / (last finish − first dispatch). A second,
+paced run submits well below capacity (``--paced-rate``/s) to measure latency when not saturated.
+
+Everything runs on loopback: PostgreSQL database ``reconcile_bench_pipeline`` (created and migrated here, or
+``BENCH_DATABASE_URL``), Redis databases 12/13, the platform sandbox as a subprocess. Prints JSON only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SANDBOX_PORT = free_port()
+ENV = {
+    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/reconcile_bench_pipeline"),
+    "REDIS_URL": "redis://127.0.0.1:6379/12",
+    "SANDBOX_URL": f"http://127.0.0.1:{SANDBOX_PORT}",
+    "DJANGO_SETTINGS_MODULE": "reconcile_project.settings",
+    "DJANGO_ENV": "development",
+    "LOG_LEVEL": "WARNING",
+    "LOG_FILE": "",
+}
+os.environ.update(ENV)
+os.environ.pop("CELERY_BROKER_URL", None)
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+ensure_database(ENV["DATABASE_URL"])
+
+import django  # noqa: E402
+
+django.setup()
+
+import redis  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.db.models import F  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from platforms.models import Platform  # noqa: E402
+from platforms.sandbox.client import SandboxClient  # noqa: E402
+from reconciliation.models import (  # noqa: E402
+    Affiliate,
+    AffiliateReport,
+    Campaign,
+    Client,
+    Post,
+    ReconciliationAttempt,
+    ReconciliationLog,
+)
+from reconciliation.services.dispatch import send_reconcile  # noqa: E402
+
+CELERY = str(Path(sys.executable).with_name("celery"))
+
+
+def start(cmd: list[str], **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_ready(check, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("timed out waiting for a process to start")
+
+
+def setup() -> tuple[Campaign, list[Affiliate]]:
+    call_command("migrate", verbosity=0)
+    with transaction.atomic():
+        ReconciliationAttempt.objects.all().delete()
+        AffiliateReport.objects.all().delete()
+        Post.objects.all().delete()
+        Campaign.objects.all().delete()
+    platform, _ = Platform.objects.update_or_create(
+        slug="youtube", defaults={"name": "YouTube", "config": {"quota_rps": 100000}}
+    )
+    client, _ = Client.objects.get_or_create(name="Bench client")
+    campaign = Campaign.objects.create(client=client, name="Bench", start_date=timezone.localdate())
+    campaign.platforms.set([platform])
+    affiliates = [
+        Affiliate.objects.get_or_create(email=f"bench{i}@example.com", defaults={"name": f"Bench {i}"})[0]
+        for i in range(20)
+    ]
+    return campaign, affiliates
+
+
+_seq = iter(range(10**9))
+
+
+def persist(campaign: Campaign, affiliates: list[Affiliate], n: int) -> list[int]:
+    """Rows as the submission service writes them; sent later, like its on-commit dispatch."""
+    platform = campaign.platforms.get()
+    now = timezone.now()
+    with transaction.atomic():
+        posts = Post.objects.bulk_create(
+            Post(
+                campaign=campaign,
+                affiliate=affiliates[i % len(affiliates)],
+                platform=platform,
+                platform_post_id=f"b{next(_seq):010d}",
+                url="https://youtube.com/watch?v=bench",
+            )
+            for i in range(n)
+        )
+        reports = AffiliateReport.objects.bulk_create(
+            AffiliateReport(post=p, claimed_views=1000, claimed_clicks=50, claimed_conversions=5, submitted_at=now)
+            for p in posts
+        )
+        ReconciliationLog.objects.bulk_create(ReconciliationLog(report=r, next_attempt_at=now) for r in reports)
+        for i, affiliate in enumerate(affiliates):
+            count = len(range(i, n, len(affiliates)))
+            Affiliate.objects.filter(pk=affiliate.pk).update(total_submissions=F("total_submissions") + count)
+    # The platform's truth equals the claim: the common, MATCHED case.
+    truth = SandboxClient(settings.SANDBOX_URL)
+    for p in posts:
+        truth.set_post("youtube", p.platform_post_id, views=1000, clicks=50, conversions=5)
+    return [r.pk for r in reports]
+
+
+def mark_submitted(report_id: int) -> None:
+    AffiliateReport.objects.filter(pk=report_id).update(submitted_at=timezone.now())
+
+
+def finished(ids: list[int]) -> int:
+    return ReconciliationLog.objects.filter(report_id__in=ids).exclude(status="PENDING").count()
+
+
+def latencies(ids: list[int]) -> tuple[list[float], float, float]:
+    rows = list(
+        ReconciliationAttempt.objects.filter(report_id__in=ids, number=1).values_list(
+            "report__submitted_at", "finished_at"
+        )
+    )
+    lat = sorted((fin - sub).total_seconds() for sub, fin in rows if fin)
+    first = min(sub for sub, _ in rows).timestamp()
+    last = max(fin for _, fin in rows if fin).timestamp()
+    return lat, first, last
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def run_cell(
+    campaign,
+    affiliates,
+    *,
+    workers: int,
+    pool: str,
+    concurrency: int,
+    n: int,
+    paced_rate: float,
+    paced_n: int,
+    timeout: float,
+) -> dict:
+    procs = [
+        start(
+            [
+                CELERY,
+                "-A",
+                "reconcile_project",
+                "worker",
+                "-n",
+                f"bench{i}@%h",
+                "-Q",
+                "reconcile,reconcile_priority",
+                "--pool",
+                pool,
+                "-c",
+                str(concurrency),
+                "-l",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
+        )
+        for i in range(workers)
+    ]
+    from reconcile_project.celery import app
+
+    try:
+        wait_ready(lambda: len(app.control.ping(timeout=0.5) or []) >= workers, timeout=60)
+        # Saturated run: everything dispatched at once.
+        # submitted_at is the persist time: all n are "submitted" together, as in a burst.
+        ids = persist(campaign, affiliates, n)
+        for rid in ids:
+            send_reconcile(rid)
+        deadline = time.monotonic() + timeout
+        while finished(ids) < n and time.monotonic() < deadline:
+            time.sleep(0.25)
+        done = finished(ids)
+        lat, first, last = latencies(ids)
+        saturated = {
+            "reports": n,
+            "reconciled": done,
+            "reconciliations_per_s": round(done / max(last - first, 1e-9), 1),
+            "latency_p50_s": round(pct(lat, 50), 3),
+            "latency_p95_s": round(pct(lat, 95), 3),
+        }
+        # Paced run: well below capacity, the latency a submission sees when the system is not saturated.
+        paced_ids = persist(campaign, affiliates, paced_n)
+        started = time.monotonic()
+        for i, rid in enumerate(paced_ids):
+            delay = started + i / paced_rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            mark_submitted(rid)
+            send_reconcile(rid)
+        deadline = time.monotonic() + timeout
+        while finished(paced_ids) < paced_n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        plat, _, _ = latencies(paced_ids)
+        paced = {
+            "rate_per_s": paced_rate,
+            "reports": paced_n,
+            "latency_p50_s": round(pct(plat, 50), 3),
+            "latency_p95_s": round(pct(plat, 95), 3),
+        }
+        return {"saturated": saturated, "paced": paced}
+    finally:
+        for proc in procs:
+            stop(proc)
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reports", type=int, default=2000)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--latency", default="0,100", help="sandbox latency in ms, comma-separated")
+    parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
+    parser.add_argument("--concurrency", type=int, default=24, help="threads or child processes per worker")
+    parser.add_argument("--paced-rate", type=float, default=40.0)
+    parser.add_argument("--paced-reports", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=180.0, help="per run, seconds")
+    args = parser.parse_args()
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    sandbox = start([sys.executable, "-m", "platforms.sandbox", "--host", "127.0.0.1", "--port", str(SANDBOX_PORT)])
+    client = SandboxClient(settings.SANDBOX_URL)
+    results = []
+    try:
+        wait_ready(lambda: client.stats() is not None)
+        campaign, affiliates = setup()
+        for latency in [int(x) for x in args.latency.split(",")]:
+            for workers in [int(x) for x in args.workers.split(",")]:
+                client.reset()
+                if latency:
+                    client.set_fault("youtube", latency_ms=latency)
+                runs = [
+                    run_cell(
+                        campaign,
+                        affiliates,
+                        workers=workers,
+                        pool=args.pool,
+                        concurrency=args.concurrency,
+                        n=args.reports,
+                        paced_rate=args.paced_rate,
+                        paced_n=args.paced_reports,
+                        timeout=args.timeout,
+                    )
+                    for _ in range(args.repeat)
+                ]
+                results.append(
+                    {
+                        "workers": workers,
+                        "pool": f"{args.pool} x {args.concurrency}",
+                        "sandbox_latency_ms": latency,
+                        "reconciliations_per_s_median": statistics.median(
+                            r["saturated"]["reconciliations_per_s"] for r in runs
+                        ),
+                        "paced_latency_p50_s_median": statistics.median(r["paced"]["latency_p50_s"] for r in runs),
+                        "paced_latency_p95_s_median": statistics.median(r["paced"]["latency_p95_s"] for r in runs),
+                        "runs": runs,
+                    }
+                )
+    finally:
+        stop(sandbox)
+        connection.close()
+    print(json.dumps({"benchmark": "pipeline", "cpu_count": os.cpu_count(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

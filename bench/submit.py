@@ -1,0 +1,316 @@
+"""Benchmark of ``POST /api/v1/submissions/`` end to end: gunicorn, PostgreSQL, Redis, on loopback.
+
+Run: ``cd /work/main && .venv/bin/python bench/submit.py`` (``--help`` for knobs). Prints one JSON
+document on stdout; progress goes to stderr.
+
+What it does:
+
+1. A database of its own: ``BENCH_DATABASE_URL`` if set, else ``reconcile_bench`` on the local
+   PostgreSQL (``postgres://postgres@127.0.0.1:5432``), dropped and recreated, then migrated.
+2. A private redis-server on a free port for the broker, the cache and the rate limiter, so the
+   benchmark never fills a queue a real worker consumes (no worker runs: messages just accumulate).
+3. Seeds one affiliate (with an API key) and one ACTIVE campaign on reddit, through the services.
+4. Starts gunicorn (gthread; persistent DB connections, ``CONN_MAX_AGE=600``) on a free loopback port,
+   INFO logs as JSON to a file (as in production), the submission rate limit raised out of the way.
+5. For each concurrency level (1, 8, 32): N threads, each with its own keep-alive connection, send
+   submissions — every one a distinct post URL — until ``--requests`` are done or ``--seconds`` pass.
+   Three runs per level; the figures reported are the medians of the runs.
+
+Every submission is the full path: auth (one indexed query), throttle (one Redis round trip), URL
+parsing, campaign checks, one transaction (post, report, outbox row, F() counter), suspicion flags,
+and the after-commit publish to the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+BENCH_DB = "reconcile_bench"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def bench_database_url() -> str:
+    """BENCH_DATABASE_URL as given, or a freshly recreated ``reconcile_bench`` on the local server."""
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        return url
+    import psycopg
+
+    with psycopg.connect(DEFAULT_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    return DEFAULT_ADMIN_URL.rsplit("/", 1)[0] + f"/{BENCH_DB}"
+
+
+def seed(env: dict[str, str]) -> dict[str, Any]:
+    code = """
+import datetime as dt, json
+from django.utils import timezone
+from platforms.models import Platform
+from reconciliation.services.accounts import affiliate_create, campaign_create, client_create
+Platform.objects.get_or_create(slug="reddit", defaults={"name": "Reddit"})
+client = client_create(name="Bench client")
+campaign = campaign_create(client=client, name="Bench campaign", platform_slugs=["reddit"],
+                           start_date=timezone.localdate() - dt.timedelta(days=1))
+affiliate, key = affiliate_create(name="Bench affiliate", email="bench@example.com")
+print(json.dumps({"campaign_id": campaign.pk, "affiliate_id": affiliate.pk, "key": key}))
+"""
+    out = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def submit_loop(
+    port: int,
+    key: str,
+    campaign_id: int,
+    url_prefix: str,
+    quota: list[int],
+    lock: threading.Lock,
+    deadline: float,
+    latencies: list[float],
+    errors: list[str],
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    while time.monotonic() < deadline:
+        with lock:
+            if quota[0] <= 0:
+                break
+            quota[0] -= 1
+            n = quota[1]
+            quota[1] += 1
+        body = json.dumps(
+            {
+                "campaign_id": campaign_id,
+                "platform": "reddit",
+                "post_url": f"https://www.reddit.com/r/bench/comments/{url_prefix}{n:x}/",
+                "claimed_views": 1000 + n,
+                "claimed_clicks": 40,
+                "claimed_conversions": 3,
+            }
+        )
+        started = time.perf_counter()
+        try:
+            conn.request("POST", "/api/v1/submissions/", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            status = f"{type(exc).__name__}"
+        latencies.append(time.perf_counter() - started)
+        if status != 201:
+            errors.append(str(status))
+    conn.close()
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def run_level(port: int, seeded: dict[str, Any], concurrency: int, requests: int, seconds: float, tag: str) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    quota = [requests, 0]
+    lock = threading.Lock()
+    started = time.monotonic()
+    deadline = started + seconds
+    threads = [
+        threading.Thread(
+            target=submit_loop,
+            args=(port, seeded["key"], seeded["campaign_id"], tag, quota, lock, deadline, latencies, errors),
+        )
+        for _ in range(concurrency)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    return {
+        "requests": len(latencies),
+        "seconds": round(elapsed, 3),
+        "requests_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p95_ms": round(percentile(latencies, 95) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+    }
+
+
+def median_of(runs: list[dict]) -> dict:
+    keys = ("requests_per_second", "p50_ms", "p95_ms", "p99_ms")
+    out = {key: round(statistics.median(r[key] for r in runs), 2) for key in keys}
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["requests"] = sum(r["requests"] for r in runs)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="1,8,32", help="concurrency levels (comma-separated)")
+    parser.add_argument("--requests", type=int, default=1500, help="requests per run (upper bound)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time bound per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=200, help="requests before measuring (not reported)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker (gthread)")
+    parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
+    parser.add_argument("--log-level", default="INFO", help="the app's LOG_LEVEL (INFO logs every request)")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-submit-"))
+    redis_proc = gunicorn = None
+    try:
+        redis_bin = shutil.which("redis-server")
+        if redis_bin is None:
+            raise SystemExit("redis-server is needed (a private one is started for the broker and cache)")
+        redis_port = free_port()
+        redis_proc = subprocess.Popen(
+            [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        wait_for_port(redis_port, redis_proc)
+
+        database_url = bench_database_url()
+        (workdir / "prometheus").mkdir()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "reconcile_project.settings",
+            "DJANGO_ENV": "production",
+            "SECRET_KEY": "bench-only-secret-key-not-for-production-0123456789abcdef",
+            "SECURE_SSL_REDIRECT": "false",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": database_url,
+            "CONN_MAX_AGE": "600",
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/1",
+            "RATE_LIMIT_SETTINGS__SUBMISSION": "100000000/hour",
+            "LOG_LEVEL": args.log_level,
+            "LOG_FORMAT": "json",
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        log(f"migrating {database_url.rsplit('/', 1)[-1]} ...")
+        subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        seeded = seed(env)
+
+        port = free_port()
+        log(f"gunicorn: {args.workers} {args.worker_class} workers x {args.threads} threads on 127.0.0.1:{port}")
+        gunicorn = subprocess.Popen(
+            [GUNICORN, "reconcile_project.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
+             "--keep-alive", "30", "--timeout", "60"],
+            cwd=ROOT, env=env, stdout=open(workdir / "gunicorn.log", "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for_port(port, gunicorn)
+        run_level(port, seeded, max(levels), args.warmup, 30, "w")
+
+        results: dict[str, Any] = {}
+        for level in levels:
+            runs = []
+            for repeat in range(args.repeats):
+                tag = f"c{level}r{repeat}x"
+                runs.append(run_level(port, seeded, level, args.requests, args.seconds, tag))
+                log(f"c={level} run {repeat + 1}: {runs[-1]}")
+            results[str(level)] = {"median": median_of(runs), "runs": runs}
+
+        print(
+            json.dumps(
+                {
+                    "benchmark": "POST /api/v1/submissions/ (gunicorn + PostgreSQL + Redis, loopback)",
+                    "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                    "server": {
+                        "workers": args.workers,
+                        "threads": args.threads,
+                        "worker_class": args.worker_class,
+                        "conn_max_age": 600,
+                        "log_level": args.log_level,
+                    },
+                    "per_run": {"max_requests": args.requests, "max_seconds": args.seconds, "repeats": args.repeats},
+                    "concurrency": results,
+                    "targets": {
+                        "p50_ms_at_c1_max": 15,
+                        "rps_at_c8_min": 150,
+                        "met": bool(
+                            "1" in results
+                            and results["1"]["median"]["p50_ms"] <= 15
+                            and "8" in results
+                            and results["8"]["median"]["requests_per_second"] >= 150
+                            and all(r["median"]["errors"] == 0 for r in results.values())
+                        ),
+                    },
+                },
+                indent=2,
+            )
+        )
+    finally:
+        stop(gunicorn)
+        stop(redis_proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

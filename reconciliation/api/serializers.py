@@ -1,0 +1,421 @@
+"""Input and output shapes of the API.
+
+Inputs are strict: counts must be JSON integers (not ``1.0``, ``"1"`` or ``true``), strings are
+length-capped and may not carry NUL, lone surrogates or control characters (PostgreSQL cannot store the
+first two; a 500 is not an answer to bad input), and ``evidence`` is a small, shallow JSON object.
+Outputs are plain serializers over the objects the selectors load; they document the schema too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import URLValidator
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from reconciliation import rules
+from reconciliation.api.filters import MAX_ID
+from reconciliation.models import ReconciliationStatus
+from reconciliation.services.submissions import MAX_CLAIM
+
+EVIDENCE_MAX_BYTES = 16 * 1024
+EVIDENCE_MAX_DEPTH = 5
+EVIDENCE_MAX_STRING = 2048
+TITLE_MAX_LENGTH = 300
+POST_URL_MAX_LENGTH = 2048
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_http_url = URLValidator(schemes=["http", "https"])
+
+
+def _check_text(value: str, *, allow_newlines: bool = False) -> None:
+    if "\x00" in value or _SURROGATES.search(value):
+        raise serializers.ValidationError("Contains characters that are not allowed (NUL or unpaired surrogates).")
+    if not allow_newlines and _CONTROL.search(value):
+        raise serializers.ValidationError("Contains control characters.")
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that was a JSON integer: floats, booleans and numeric strings are refused."""
+
+    default_error_messages = {"invalid": "Must be a JSON integer (not a float, string or boolean)."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class IdField(StrictIntegerField):
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(**kwargs)
+
+
+class ClaimField(StrictIntegerField):
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", MAX_CLAIM)
+        super().__init__(**kwargs)
+
+
+class SafeCharField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        _check_text(value)
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": True,
+        "description": (
+            f"Free-form proof of the claim (screenshots' URLs, dashboard exports), stored as JSON and never "
+            f"rendered as HTML. At most {EVIDENCE_MAX_BYTES} bytes serialised and {EVIDENCE_MAX_DEPTH} levels "
+            f"deep; strings at most {EVIDENCE_MAX_STRING} characters; a value under a key named `url` or "
+            f"ending in `_url` must be an http(s) URL."
+        ),
+        "example": {"screenshot_url": "https://img.example.com/s/123.png", "note": "from the creator dashboard"},
+    }
+)
+class EvidenceField(serializers.JSONField):
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        _check_json(data, depth=1, key="")
+        size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        if size > EVIDENCE_MAX_BYTES:
+            raise serializers.ValidationError(f"Too large: {size} bytes (at most {EVIDENCE_MAX_BYTES}).")
+        return data
+
+
+def _check_json(value: Any, *, depth: int, key: str) -> None:
+    if isinstance(value, dict):
+        if depth > EVIDENCE_MAX_DEPTH:
+            raise serializers.ValidationError(f"Nested deeper than {EVIDENCE_MAX_DEPTH} levels.")
+        for k, v in value.items():
+            _check_string(k)
+            _check_json(v, depth=depth + 1, key=k)
+    elif isinstance(value, list):
+        if depth > EVIDENCE_MAX_DEPTH:
+            raise serializers.ValidationError(f"Nested deeper than {EVIDENCE_MAX_DEPTH} levels.")
+        for item in value:
+            _check_json(item, depth=depth + 1, key=key)
+    elif isinstance(value, str):
+        _check_string(value)
+        if key.lower() == "url" or key.lower().endswith("_url"):
+            try:
+                _http_url(value)
+            except Exception:
+                raise serializers.ValidationError(f"{key}: must be an http(s) URL.") from None
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise serializers.ValidationError("Numbers must be finite.")
+
+
+def _check_string(value: str) -> None:
+    if len(value) > EVIDENCE_MAX_STRING:
+        raise serializers.ValidationError(f"Strings must be at most {EVIDENCE_MAX_STRING} characters.")
+    _check_text(value, allow_newlines=True)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+class ClaimsInput(serializers.Serializer):
+    claimed_views = ClaimField(help_text=f"Cumulative views, 0 to {MAX_CLAIM}.")
+    claimed_clicks = ClaimField(help_text=f"Cumulative clicks, 0 to {MAX_CLAIM}.")
+    claimed_conversions = ClaimField(help_text=f"Cumulative conversions, 0 to {MAX_CLAIM}.")
+    evidence = EvidenceField(required=False, default=dict)
+
+    def claim(self) -> rules.Claim:
+        data = self.validated_data
+        return rules.Claim(
+            views=data["claimed_views"], clicks=data["claimed_clicks"], conversions=data["claimed_conversions"]
+        )
+
+
+class SubmissionCreateInput(ClaimsInput):
+    campaign_id = IdField()
+    platform = serializers.ChoiceField(choices=settings.PLATFORM_SLUGS)
+    post_url = SafeCharField(
+        max_length=POST_URL_MAX_LENGTH,
+        help_text="Link to one post (http or https). Normalised; tracking parameters are dropped.",
+    )
+    title = SafeCharField(max_length=TITLE_MAX_LENGTH, required=False, allow_blank=True, default="")
+
+    field_order = ("campaign_id", "platform", "post_url", "claimed_views", "claimed_clicks", "claimed_conversions")
+
+
+class MetricsUpdateInput(ClaimsInput):
+    pass
+
+
+class ReconciliationRunInput(serializers.Serializer):
+    report_id = IdField(required=False)
+    campaign_id = IdField(required=False)
+    status = serializers.ChoiceField(choices=ReconciliationStatus.choices, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in ("report_id", "campaign_id", "status") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError("Give exactly one of report_id, campaign_id or status.")
+        return attrs
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+
+def report_url(request: Any, report_id: int) -> str:
+    path = reverse("api:report-detail", kwargs={"report_id": report_id})
+    return request.build_absolute_uri(path) if request is not None else path
+
+
+class FlagOutput(serializers.Serializer):
+    code = serializers.ChoiceField(choices=[c.value for c in rules.FlagCode])
+    severity = serializers.ChoiceField(choices=[s.value for s in rules.Severity])
+    message = serializers.CharField()
+    value = serializers.JSONField(allow_null=True, help_text="The measured value that tripped the rule.")
+
+
+class SubmissionCreatedOutput(serializers.Serializer):
+    report_id = serializers.IntegerField()
+    post_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ReconciliationStatus.choices)
+    status_url = serializers.URLField(help_text="GET it for the reconciliation result.")
+    suspicion_flags = FlagOutput(many=True)
+
+
+class LatestReportOutput(serializers.Serializer):
+    report_id = serializers.IntegerField(source="pk")
+    claimed_views = serializers.IntegerField()
+    claimed_clicks = serializers.IntegerField()
+    claimed_conversions = serializers.IntegerField()
+    submitted_at = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
+    status_url = serializers.SerializerMethodField()
+
+    def get_status_url(self, obj: Any) -> str:
+        return report_url(self.context.get("request"), obj.pk)
+
+
+class SubmissionListItemOutput(serializers.Serializer):
+    post_id = serializers.IntegerField(source="pk")
+    campaign_id = serializers.IntegerField()
+    platform = serializers.CharField(source="platform.slug")
+    platform_post_id = serializers.CharField()
+    post_url = serializers.CharField(source="url")
+    title = serializers.CharField()
+    submitted_at = serializers.DateTimeField(source="created_at", help_text="When the post was first submitted.")
+    latest_report = LatestReportOutput(allow_null=True)
+
+
+class ClaimHistoryOutput(LatestReportOutput):
+    suspicion_flags = FlagOutput(many=True)
+
+
+class SnapshotOutput(serializers.Serializer):
+    views = serializers.IntegerField(allow_null=True)
+    clicks = serializers.IntegerField(allow_null=True)
+    conversions = serializers.IntegerField(allow_null=True)
+    fetched_at = serializers.DateTimeField()
+
+
+class PostOutput(serializers.Serializer):
+    post_id = serializers.IntegerField(source="pk")
+    campaign_id = serializers.IntegerField()
+    platform = serializers.CharField(source="platform.slug")
+    platform_post_id = serializers.CharField()
+    post_url = serializers.CharField(source="url")
+    title = serializers.CharField()
+    submitted_at = serializers.DateTimeField(source="created_at")
+
+
+class MetricsHistoryOutput(serializers.Serializer):
+    post = PostOutput()
+    claims = ClaimHistoryOutput(many=True, help_text="The latest claims, oldest first.")
+    platform_snapshots = SnapshotOutput(many=True, help_text="What the platform reported, oldest first.")
+
+
+class MetricDiffOutput(serializers.Serializer):
+    claimed = serializers.IntegerField()
+    diff = serializers.IntegerField(allow_null=True, help_text="Claimed minus platform (absolute).")
+    diff_pct = serializers.FloatField(allow_null=True, help_text="Relative difference; > 0 is an over-claim.")
+
+
+class AttemptOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.CharField()
+    status = serializers.CharField(allow_blank=True)
+    missing_reason = serializers.CharField(allow_blank=True)
+    is_recheck = serializers.BooleanField()
+
+
+class ReportDetailOutput(serializers.Serializer):
+    report_id = serializers.IntegerField(source="pk")
+    post_id = serializers.IntegerField()
+    campaign_id = serializers.IntegerField(source="post.campaign_id")
+    platform = serializers.CharField(source="post.platform.slug")
+    post_url = serializers.CharField(source="post.url")
+    submitted_at = serializers.DateTimeField()
+    submission_method = serializers.CharField()
+    suspicion_flags = FlagOutput(many=True)
+    evidence = serializers.JSONField(help_text="As submitted; JSON only, never rendered as HTML.")
+    status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
+    metrics = serializers.SerializerMethodField()
+    max_diff_pct = serializers.FloatField(source="log.max_diff_pct", allow_null=True)
+    confidence_ratio = serializers.FloatField(
+        source="log.confidence_ratio", allow_null=True, help_text="Metrics the platform reported / 3."
+    )
+    missing_fields = serializers.ListField(child=serializers.CharField(), source="log.missing_fields")
+    missing_reason = serializers.CharField(source="log.missing_reason", allow_blank=True)
+    attempt_count = serializers.IntegerField(source="log.attempt_count")
+    attempts = AttemptOutput(many=True)
+    last_attempt_at = serializers.DateTimeField(source="log.last_attempt_at", allow_null=True)
+    next_attempt_at = serializers.DateTimeField(
+        source="log.next_attempt_at", allow_null=True, help_text="When the next check is due (null: none planned)."
+    )
+    terminal = serializers.BooleanField(source="log.terminal")
+    trust_delta = serializers.DecimalField(
+        source="log.trust_delta", max_digits=6, decimal_places=4, coerce_to_string=False, allow_null=True
+    )
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {m: {"$ref": "#/components/schemas/MetricDiffOutput"} for m in rules.METRICS},
+            "required": list(rules.METRICS),
+        }
+    )
+    def get_metrics(self, obj: Any) -> dict[str, Any]:
+        log = obj.log
+        return {
+            metric: {
+                "claimed": getattr(obj, f"claimed_{metric}"),
+                "diff": getattr(log, f"{metric}_diff"),
+                "diff_pct": getattr(log, f"{metric}_diff_pct"),
+            }
+            for metric in rules.METRICS
+        }
+
+
+class AffiliateMeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    email = serializers.EmailField()
+    is_active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    trust_score = serializers.DecimalField(max_digits=5, decimal_places=4, coerce_to_string=False)
+    trust_bucket = serializers.ChoiceField(choices=[b.value for b in rules.TrustBucket])
+    total_submissions = serializers.IntegerField()
+    accurate_submissions = serializers.IntegerField()
+    posts = serializers.IntegerField()
+    reports_by_status = serializers.DictField(child=serializers.IntegerField())
+
+
+class CampaignOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    client_id = serializers.IntegerField()
+    status = serializers.CharField()
+    start_date = serializers.DateField()
+    end_date = serializers.DateField(allow_null=True)
+    platforms = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_platforms(self, obj: Any) -> list[str]:
+        return sorted(p.slug for p in obj.platforms.all())
+
+
+class MetricTotalsOutput(serializers.Serializer):
+    views = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    conversions = serializers.IntegerField()
+
+
+class TotalsOutput(serializers.Serializer):
+    posts = serializers.IntegerField()
+    posts_verified = serializers.IntegerField(help_text="Posts with at least one platform snapshot.")
+    claimed = MetricTotalsOutput(help_text="Sum of each post's latest claim.")
+    verified = MetricTotalsOutput(help_text="Sum of each post's latest platform-reported values.")
+    statuses = serializers.DictField(child=serializers.IntegerField(), help_text="Latest claim's status → posts.")
+
+
+class PlatformTotalsOutput(TotalsOutput):
+    platform = serializers.CharField()
+
+
+class AffiliateTotalsOutput(TotalsOutput):
+    affiliate_id = serializers.IntegerField()
+    affiliate_name = serializers.CharField()
+
+
+class CampaignTotalsOutput(serializers.Serializer):
+    total = TotalsOutput()
+    by_platform = PlatformTotalsOutput(many=True)
+    by_affiliate = AffiliateTotalsOutput(many=True)
+
+
+class CampaignDetailOutput(CampaignOutput):
+    totals = CampaignTotalsOutput()
+
+
+class CampaignReportOutput(serializers.Serializer):
+    report_id = serializers.IntegerField(source="pk")
+    post_id = serializers.IntegerField()
+    affiliate_id = serializers.IntegerField(source="post.affiliate_id")
+    affiliate_name = serializers.CharField(source="post.affiliate.name")
+    platform = serializers.CharField(source="post.platform.slug")
+    post_url = serializers.CharField(source="post.url")
+    claimed_views = serializers.IntegerField()
+    claimed_clicks = serializers.IntegerField()
+    claimed_conversions = serializers.IntegerField()
+    submitted_at = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
+    max_diff_pct = serializers.FloatField(source="log.max_diff_pct", allow_null=True)
+    confidence_ratio = serializers.FloatField(source="log.confidence_ratio", allow_null=True)
+    suspicion_flags = FlagOutput(many=True)
+
+
+class RunQueuedOutput(serializers.Serializer):
+    queued = serializers.IntegerField(help_text="Reports made due now (an attempt already running is skipped).")
+    dispatched = serializers.IntegerField(help_text="Sent to the workers right away; the sweeper sends the rest.")
+
+
+# --- the error envelope (documentation only: the exception handler builds it) ----------------------
+
+
+class ErrorOutput(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. validation_error, duplicate_post.")
+    message = serializers.CharField()
+    fields = serializers.DictField(  # type: ignore[assignment]  # a field named "fields", popped by DRF's metaclass
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="400 only: each rejected field and its messages.",
+    )
+    retry_after = serializers.IntegerField(required=False, help_text="429 only: seconds to wait.")
+    existing_post_id = serializers.IntegerField(required=False, help_text="duplicate_post only.")
+    update_url = serializers.URLField(required=False, help_text="duplicate_post only: PUT new metrics here.")
+
+
+class ErrorEnvelopeOutput(serializers.Serializer):
+    error = ErrorOutput()
+    request_id = serializers.CharField(help_text="Also in the X-Request-ID response header; quote it to support.")

@@ -1,0 +1,94 @@
+"""Per-API-key rate limits in Redis, rates from ``settings.RATE_LIMIT_SETTINGS`` (submission, query, staff_run).
+
+A DRF throttle (the framework's hook, its ``Retry-After`` handling), but not ``SimpleRateThrottle``: that
+one keeps each caller's history as a list in the cache and writes it back after reading it, so
+concurrent requests of one key all read the same history and all pass (the limit leaks under exactly the
+load it exists for), and every request re-reads a list as long as the limit.
+
+Here each (scope, credential) is a Redis sorted set of request timestamps — a sliding log, the same
+semantics as DRF's — updated in one MULTI/EXEC round trip: drop entries older than the period, add this
+request, count. Over the limit, the request's own entry is removed again (refused requests do not
+count) and ``Retry-After`` is when the oldest counted request leaves the window.
+
+If Redis is unreachable the request is let through and a warning logged: losing rate limiting for a
+moment is better than refusing every affiliate's submissions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import RedisError
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from reconcile_project.redis import get_redis
+from reconciliation.api.authentication import credential_of
+
+logger = logging.getLogger("reconciliation.api.throttling")
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+KEY_PREFIX = "reconcile:throttle"
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"100/hour"`` → (100, 3600); the period is read from its first letter, as DRF does."""
+    try:
+        num, period = rate.split("/")
+        count, seconds = int(num), _PERIODS[period.strip()[0].lower()]
+    except (ValueError, KeyError, IndexError):
+        raise ImproperlyConfigured(f"RATE_LIMIT_SETTINGS: bad rate {rate!r} (expected like '100/hour')") from None
+    if count < 1:
+        raise ImproperlyConfigured(f"RATE_LIMIT_SETTINGS: bad rate {rate!r} (at least 1 request)")
+    return count, seconds
+
+
+class KeyedRateThrottle(BaseThrottle):
+    """Sliding-log limit for one scope (a field of RATE_LIMIT_SETTINGS), per API key or staff user."""
+
+    def __init__(self, scope: str):
+        self.scope = scope
+        self._wait: float | None = None
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        owner = credential_of(request)
+        if owner is None:
+            return True  # unauthenticated requests are refused before the throttle runs
+        limit, period = parse_rate(getattr(settings.RATE_LIMIT_SETTINGS, self.scope))
+        owner_hash = hashlib.sha256(f"{owner[0]}:{owner[1]}".encode()).hexdigest()[:24]
+        key = f"{KEY_PREFIX}:{self.scope}:{owner_hash}"
+        now = time.time()
+        member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
+        try:
+            client = get_redis()
+            pipe = client.pipeline(transaction=True)
+            pipe.zremrangebyscore(key, 0, now - period)
+            pipe.zadd(key, {member: now})
+            pipe.zcard(key)
+            pipe.expire(key, period + 1)
+            _, _, count, _ = pipe.execute()
+            if count <= limit:
+                return True
+            # Refused: un-count this request and find when the oldest counted one leaves the window.
+            pipe = client.pipeline(transaction=True)
+            pipe.zrem(key, member)
+            pipe.zrange(key, 0, 0, withscores=True)
+            _, oldest = pipe.execute()
+        except RedisError as exc:
+            logger.warning(
+                "Rate limiter unavailable; request allowed", extra={"scope": self.scope, "error": type(exc).__name__}
+            )
+            return True
+        oldest_at = oldest[0][1] if oldest else now
+        self._wait = max(1.0, math.ceil(oldest_at + period - now))
+        return False
+
+    def wait(self) -> float | None:
+        return self._wait

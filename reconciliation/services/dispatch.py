@@ -1,0 +1,61 @@
+"""Handing reports to the workers.
+
+The ReconciliationLog row is the outbox: a report is saved with ``next_attempt_at = now`` before any
+message is sent, so a broker that is down, slow or loses a message only delays the work — the sweeper
+finds every due report and sends it again. Sending is therefore best effort and never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+
+logger = logging.getLogger("reconciliation.dispatch")
+
+RECONCILE_TASK = "reconciliation.tasks.reconcile_report"
+QUEUE_DEFAULT = "reconcile"
+QUEUE_PRIORITY = "reconcile_priority"
+QUEUE_MAINTENANCE = "maintenance"
+
+
+def send_reconcile(report_id: int, *, priority: bool = False, request_id: str | None = None) -> bool:
+    """Publish one reconcile message now; False (logged) when the broker cannot take it."""
+    from reconcile_project.celery import app
+
+    headers = {"request_id": request_id} if request_id else None
+    try:
+        app.send_task(
+            RECONCILE_TASK,
+            args=[report_id],
+            queue=QUEUE_PRIORITY if priority else QUEUE_DEFAULT,
+            headers=headers,
+            # Short publish retry: the request must not hang on a dead broker; the sweeper retries.
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except Exception as exc:  # broker down: the outbox row stays due and the sweeper sends it later
+        logger.warning(
+            "Dispatch deferred to the sweeper: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"report_id": report_id, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        return False
+    return True
+
+
+def dispatch_on_commit(report_ids: Iterable[int], *, priority: bool = False, request_id: str | None = None) -> None:
+    """Send after the surrounding transaction commits (a worker must never see a row that is not there)."""
+    ids = list(report_ids)
+
+    def _send() -> None:
+        from reconciliation.models import ReconciliationLog
+
+        sent = [rid for rid in ids if send_reconcile(rid, priority=priority, request_id=request_id)]
+        if sent:
+            ReconciliationLog.objects.filter(report_id__in=sent).update(dispatched_at=timezone.now())
+
+    transaction.on_commit(_send)

@@ -1,0 +1,206 @@
+"""The OpenAPI document, the Swagger UI page, and a schemathesis run against the document.
+
+The run loads ``/api/schema/`` from the Django WSGI app in-process and, for every operation, sends
+hypothesis-generated requests (schema-valid and schema-violating ones, bounded) with a valid key of the
+right kind, against a world with real ids. It fails on any 5xx and on any response the document does
+not describe (status, content type, body schema, headers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import schemathesis
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from reconcile_project.config import RateLimitSettings
+from tests.api.conftest import World, bearer, make_world, submission
+
+pytestmark = pytest.mark.django_db
+
+EXAMPLES_PER_OPERATION = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 20}
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+
+
+@contextmanager
+def in_process_wsgi() -> Iterator[WSGIHandler]:
+    # Django closes "old" connections at each request's start and end; in-process, inside the test's
+    # transaction, that would close the test's own connection (Django's test Client does the same, and
+    # reconnects them after each of its requests: so no test Client call inside this block).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield WSGIHandler()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def generous_limits(settings: Any) -> None:
+    settings.RATE_LIMIT_SETTINGS = RateLimitSettings.model_validate(
+        {"submission": "100000/hour", "query": "100000/hour", "staff_run": "100000/hour"}
+    )
+
+
+def test_schema_document_is_served_and_valid(client: Any) -> None:
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    document = json.loads(response.content)
+    assert document["openapi"].startswith("3.")
+    paths = set(document["paths"])
+    assert {
+        "/api/v1/submissions/",
+        "/api/v1/submissions/{post_id}/metrics",
+        "/api/v1/reports/{report_id}",
+        "/api/v1/affiliates/me",
+        "/api/v1/campaigns/",
+        "/api/v1/campaigns/{campaign_id}",
+        "/api/v1/campaigns/{campaign_id}/reports/",
+        "/api/v1/reconciliation/run",
+    } <= paths
+    assert document["components"]["securitySchemes"]["BearerApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "<prefix>.<secret>",
+        "description": document["components"]["securitySchemes"]["BearerApiKey"]["description"],
+    }
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            documented = set(operation["responses"])
+            assert {"401", "403", "429", "500"} <= documented, (method, path)
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert response["content"]["application/json"]["examples"], (method, path, status)
+
+
+def test_schema_is_public_even_with_a_bad_key(client: Any) -> None:
+    assert client.get("/api/schema/", HTTP_AUTHORIZATION="Bearer nope.nope").status_code == 200
+
+
+def test_swagger_ui_page_renders(client: Any) -> None:
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
+    assert b"/api/schema/" in response.content
+
+
+def _key_for(path: str, world: World) -> str:
+    if path.startswith("/api/v1/campaigns"):
+        return world.client_key
+    if path.startswith("/api/v1/reconciliation"):
+        return world.staff_key
+    return world.owner_key
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(generous_limits: None, api: Any) -> None:
+    world = make_world()
+    created = api.post(
+        "/api/v1/submissions/", submission(world.campaign, "st1"), format="json", **bearer(world.owner_key)
+    )
+    assert created.status_code == 201
+    real_ids = {
+        "post_id": created.json()["post_id"],
+        "report_id": created.json()["report_id"],
+        "campaign_id": world.campaign.pk,
+    }
+
+    with in_process_wsgi() as wsgi_app:
+        seen = _fuzz(schemathesis.openapi.from_wsgi("/api/schema/?format=json", wsgi_app), world, real_ids)
+
+    # Every operation was reached and succeeded at least once (not only 4xx).
+    assert len(seen) == 10, sorted(seen)
+    for label, statuses in seen.items():
+        assert statuses & {200, 201, 202}, (label, statuses)
+
+
+def _steered(operation: Any, world: World, counter: Iterator[int]) -> Callable[[Any], Any] | None:
+    """Nudge generated bodies towards objects that exist, so the success responses are checked too."""
+    if operation.label == "POST /api/v1/submissions/":
+
+        def submission_body(case: Any) -> Any:
+            case.body = {
+                **case.body,
+                "campaign_id": world.campaign.pk,
+                "platform": "reddit",
+                "post_url": f"https://www.reddit.com/r/fuzz/comments/f{next(counter)}/",
+            }
+            return case
+
+        return submission_body
+    if operation.label == "POST /api/v1/reconciliation/run":
+
+        def run_body(case: Any) -> Any:
+            case.body = {"campaign_id": world.campaign.pk}
+            return case
+
+        return run_body
+    return None
+
+
+def _fuzz(schema: Any, world: World, real_ids: dict[str, int]) -> dict[str, set[int]]:
+    seen: dict[str, set[int]] = {}
+    counter = itertools.count(1)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        # identity: the in-process WSGI client does not gunzip (GZipMiddleware compresses larger bodies).
+        headers = {"Authorization": f"Bearer {_key_for(operation.path, world)}", "Accept-Encoding": "identity"}
+        path_params = {name: value for name, value in real_ids.items() if "{" + name + "}" in operation.path}
+        steer = _steered(operation, world, counter)
+        strategies = [
+            (GenerationMode.POSITIVE, operation.as_strategy(headers=headers)),
+            (GenerationMode.NEGATIVE, operation.as_strategy(generation_mode=GenerationMode.NEGATIVE, headers=headers)),
+        ]
+        if path_params:
+            # Real ids: the positive cases reach existing objects (200/201, not only 404).
+            strategies.append(
+                (GenerationMode.POSITIVE, operation.as_strategy(headers=headers, path_parameters=path_params))
+            )
+        if steer is not None:
+            strategies.append((GenerationMode.POSITIVE, operation.as_strategy(headers=headers).map(steer)))
+
+        for mode, strategy in strategies:
+
+            @given(case=strategy)
+            @hypothesis_settings(
+                max_examples=EXAMPLES_PER_OPERATION[mode],
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case: schemathesis.Case) -> None:
+                response = case.call()
+                seen.setdefault(case.operation.label, set()).add(response.status_code)
+                case.validate_response(response, checks=CHECKS)
+
+            try:
+                run()
+            except Unsatisfiable:
+                # Negative mode on an operation with nothing to negate (no parameters, no body).
+                assert mode is GenerationMode.NEGATIVE, operation.label
+    return seen

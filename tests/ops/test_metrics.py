@@ -1,0 +1,160 @@
+"""/metrics: every metric with its labels, summed across processes, with scrape-time gauges from Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconcile_project import metrics
+from tests.ops.conftest import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Sample name -> the label names it must carry (histograms: checked on their _count sample).
+EXPECTED = {
+    "reconciliation_status_total": {"status"},
+    "reconciliation_attempt_duration_seconds_count": set(),
+    "queue_depth": {"queue"},
+    "worker_idle_ratio": set(),
+    "alert_created_total": {"type", "severity"},
+    "trust_score_bucket_total": {"bucket"},
+    "breaker_state": {"platform", "state"},
+    "breaker_transitions_total": {"platform", "state"},
+    "platform_fetch_duration_seconds_count": {"platform", "outcome"},
+    "http_requests_total": {"method", "route", "status"},
+    "http_request_duration_seconds_count": {"method", "route", "status"},
+}
+
+
+def scrape() -> dict[str, list]:
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def value(samples: dict[str, list], name: str, **labels: str) -> float:
+    matching = [s.value for s in samples.get(name, []) if all(s.labels.get(k) == v for k, v in labels.items())]
+    assert matching, f"no {name} sample with {labels}"
+    return sum(matching)
+
+
+def test_the_test_run_uses_multiprocess_mode() -> None:
+    from prometheus_client import values
+
+    assert metrics.multiprocess_enabled()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == settings.PROMETHEUS_MULTIPROC_DIR
+    assert values.ValueClass.__name__ != "MutexValue"
+
+
+@pytest.mark.django_db
+def test_every_metric_is_exposed_with_its_labels(ops_redis: RedisServer) -> None:
+    metrics.RECONCILIATION_STATUS_TOTAL.labels(status="MATCHED").inc()
+    metrics.RECONCILIATION_ATTEMPT_DURATION.observe(0.2)
+    metrics.ALERT_CREATED_TOTAL.labels(type="OVERCLAIM", severity="HIGH").inc()
+    metrics.TRUST_SCORE_BUCKET_TOTAL.labels(bucket="NORMAL").inc()
+    metrics.PLATFORM_FETCH_DURATION.labels(platform="reddit", outcome="ok").observe(0.05)
+    metrics.install_breaker_hook()
+    from platforms.breaker import get_breaker
+
+    breaker = get_breaker()
+    for _ in range(settings.CIRCUIT_BREAKER.failure_threshold):
+        breaker.record_failure("tiktok", breaker.before_call("tiktok"))
+    ops_redis.client(1).rpush("reconcile_priority", "a", "b")
+    metrics.WorkerUtilization(hostname="celery@test", capacity=4).publish()
+    Client().get("/health")
+
+    samples = scrape()
+    for name, labels in EXPECTED.items():
+        assert name in samples, name
+        assert all(set(s.labels) == labels for s in samples[name]), (name, [s.labels for s in samples[name]])
+    assert value(samples, "queue_depth", queue="reconcile_priority") == 2
+    assert value(samples, "breaker_state", platform="tiktok", state="OPEN") == 1
+    assert value(samples, "breaker_state", platform="tiktok", state="CLOSED") == 0
+    assert value(samples, "breaker_state", platform="reddit", state="CLOSED") == 1
+    assert value(samples, "breaker_transitions_total", platform="tiktok", state="OPEN") >= 1
+    assert value(samples, "worker_idle_ratio") == 1.0
+    assert value(samples, "http_requests_total", route="health", status="200") >= 1
+
+
+def test_counts_from_two_processes_are_summed() -> None:
+    label = f"AGG_{uuid.uuid4().hex[:8]}"
+    code = (
+        "import sys, django; django.setup();"
+        "from reconcile_project.metrics import RECONCILIATION_STATUS_TOTAL, PLATFORM_FETCH_DURATION;"
+        "RECONCILIATION_STATUS_TOTAL.labels(status=sys.argv[1]).inc(3);"
+        "PLATFORM_FETCH_DURATION.labels(platform=sys.argv[1], outcome='ok').observe(0.1)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "reconcile_project.settings"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, label], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err.decode()
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with override_settings(REDIS_URL=dead, CELERY_BROKER_URL=dead):
+        samples = scrape()
+    assert value(samples, "reconciliation_status_total", status=label) == 6
+    assert value(samples, "platform_fetch_duration_seconds_count", platform=label) == 2
+
+
+def test_metrics_still_served_when_redis_is_down() -> None:
+    metrics.RECONCILIATION_STATUS_TOTAL.labels(status="MATCHED").inc()
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with override_settings(REDIS_URL=dead, CELERY_BROKER_URL=dead):
+        samples = scrape()
+    assert "reconciliation_status_total" in samples
+    assert "queue_depth" not in samples and "worker_idle_ratio" not in samples
+
+
+def test_worker_idle_ratio_is_idle_thread_time_over_capacity(ops_redis: RedisServer) -> None:
+    now = [100.0]
+    busy = metrics.WorkerUtilization(hostname="celery@a", capacity=4, clock=lambda: now[0])
+    busy.task_started()
+    busy.task_started()
+    now[0] += 10  # two of four threads busy for the whole 10 s window
+    busy.publish()
+    idle = metrics.WorkerUtilization(hostname="celery@b", capacity=4, clock=lambda: now[0])
+    now[0] += 0
+    idle._window_start -= 10  # a second worker, idle for the same 10 s
+    idle.publish()
+    result = metrics.worker_utilization()
+    assert result["workers"] == 2 and result["threads"] == 8 and result["busy_now"] == 2
+    assert result["idle_ratio"] == pytest.approx(1 - 20 / 80)
+
+
+def test_a_task_running_across_windows_is_split_between_them() -> None:
+    now = [0.0]
+    tracker = metrics.WorkerUtilization(hostname="celery@c", capacity=2, clock=lambda: now[0])
+    now[0] = 2.0
+    tracker.task_started()
+    now[0] = 5.0
+    first = tracker.take_window()
+    now[0] = 6.0
+    tracker.task_finished()
+    now[0] = 10.0
+    second = tracker.take_window()
+    assert (first["busy_seconds"], first["window_seconds"], first["busy_now"]) == (3.0, 5.0, 1)
+    assert (second["busy_seconds"], second["window_seconds"], second["busy_now"]) == (1.0, 5.0, 0)
+
+
+def test_a_stopped_worker_leaves_the_ratio(ops_redis: RedisServer) -> None:
+    tracker = metrics.WorkerUtilization(hostname="celery@gone", capacity=4)
+    tracker.publish()
+    assert metrics.worker_utilization()["workers"] == 1
+    tracker.stop()
+    assert metrics.worker_utilization() == {"workers": 0, "threads": 0, "busy_now": 0, "idle_ratio": None}
