@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import RequestFactory
 from rest_framework.test import APIClient
@@ -41,12 +43,8 @@ def test_non_api_404_keeps_djangos_page(api: APIClient) -> None:
 
 
 def test_handler500_answers_the_envelope_for_api_paths() -> None:
-    request = RequestFactory().get("/api/v1/affiliates/me")
-    response = exceptions.handler500(request)
+    response = exceptions.handler500(RequestFactory().get("/api/v1/affiliates/me"))
     assert response.status_code == 500
-    body = response.json() if hasattr(response, "json") else None
-    import json
-
     body = json.loads(response.content)
     assert body["error"]["code"] == "internal_error" and body["request_id"]
 

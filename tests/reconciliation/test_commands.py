@@ -85,3 +85,15 @@ def test_create_campaign_errors_are_clear(args: list[str], message: str) -> None
     run("create_client", "Globex")
     with pytest.raises(CommandError, match=message):
         run("create_campaign", "Summer", *args)
+
+
+def test_the_key_create_affiliate_prints_authenticates_against_the_api() -> None:
+    from rest_framework.test import APIClient
+
+    out = run("create_affiliate", "Erin", "--email", "erin@example.com")
+    key = out.split("store it now): ")[1].strip()
+    client = APIClient()
+    assert client.get("/api/v1/affiliates/me").status_code == 401
+    response = client.get("/api/v1/affiliates/me", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 200, response.content
+    assert response.json()["email"] == "erin@example.com"
