@@ -208,9 +208,11 @@ CELERY_TASK_ROUTES = {
     "reconciliation.tasks.reconcile_report": {"queue": "reconcile"},
     "reconciliation.tasks.sweep_due": {"queue": "maintenance"},
     "reconciliation.tasks.check_outages": {"queue": "maintenance"},
+    "reconciliation.tasks.purge_idempotency_keys": {"queue": "maintenance"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events cost three extra broker publishes per task; Flower switches them on at run time when it runs.
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", False)
 CELERY_TASK_SEND_SENT_EVENT = False
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 5.0)
 CELERY_BEAT_SCHEDULE = {
@@ -218,6 +220,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reconciliation.tasks.sweep_due",
         "schedule": SWEEP_INTERVAL_SECONDS,
         "options": {"queue": "maintenance", "expires": SWEEP_INTERVAL_SECONDS * 2},
+    },
+    "purge-idempotency-keys": {
+        "task": "reconciliation.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"queue": "maintenance", "expires": 3600},
     },
     "check-platform-outages": {
         "task": "reconciliation.tasks.check_outages",

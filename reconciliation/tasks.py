@@ -11,8 +11,10 @@ import logging
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from reconciliation.services.attempts import attempt_run, worker_name
+from reconciliation.services.idempotency import idempotency_purge
 from reconciliation.services.outages import outages_check
 from reconciliation.services.sweeper import sweep_due
 
@@ -46,6 +48,11 @@ def reconcile_report(self, report_id: int) -> str:
 @shared_task(name="reconciliation.tasks.sweep_due", ignore_result=True, expires=10)
 def sweep_due_task() -> int:
     return sweep_due().sent
+
+
+@shared_task(name="reconciliation.tasks.purge_idempotency_keys", ignore_result=True, expires=3600)
+def purge_idempotency_keys_task() -> int:
+    return idempotency_purge(now=timezone.now())
 
 
 @shared_task(name="reconciliation.tasks.check_outages", ignore_result=True, expires=60)
