@@ -184,7 +184,7 @@ class Command(BaseCommand):
         self.stdout.write("-" * len(header))
         for scenario, rid in submitted:
             log = logs[rid]
-            diff = f"{log.max_diff_pct:+.1%}" if log.max_diff_pct is not None else "-"
+            diff = f"{log.max_diff_pct:.1%}" if log.max_diff_pct is not None else "-"
             trust = f"{log.trust_delta:+.2f}" if log.trust_delta is not None else "-"
             self.stdout.write(
                 f"{scenario.label:<20} {scenario.platform:<10} {rid:>6}  {log.status:<26} "
