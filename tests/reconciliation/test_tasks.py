@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
 import reconciliation.tasks  # noqa: F401  (registers the tasks)
@@ -8,10 +10,12 @@ from reconcile_project.celery import app
 
 def test_every_beat_job_is_a_registered_task_on_the_maintenance_queue() -> None:
     assert settings.CELERY_BEAT_SCHEDULE
-    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
-        assert entry["task"] in app.tasks, name
+    schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
+    for name, entry in schedule.items():
+        task: str = entry["task"]
+        assert task in app.tasks, name
         assert entry["options"]["queue"] == "maintenance", name
-        assert settings.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "maintenance"}, name
+        assert settings.CELERY_TASK_ROUTES[task] == {"queue": "maintenance"}, name
 
 
 def test_reconcile_task_is_safe_for_at_least_once_delivery() -> None:
