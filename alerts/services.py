@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from alerts.models import Alert
@@ -115,8 +116,6 @@ _SEVERITY_ORDER = {s: i for i, s in enumerate(Alert.Severity.values)}
 
 
 def _fold(alert: Alert, now: dt.datetime, *, severity: str) -> Alert:
-    from django.db.models import F
-
     fields: dict[str, Any] = {"occurrence_count": F("occurrence_count") + 1, "last_occurred_at": now}
     if _SEVERITY_ORDER[severity] > _SEVERITY_ORDER[alert.severity]:
         fields["severity"] = severity

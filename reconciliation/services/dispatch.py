@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -19,6 +20,20 @@ RECONCILE_TASK = "reconciliation.tasks.reconcile_report"
 QUEUE_DEFAULT = "reconcile"
 QUEUE_PRIORITY = "reconcile_priority"
 QUEUE_MAINTENANCE = "maintenance"
+
+
+def needs_priority(*, trust_score: Any, flags: Iterable[Any]) -> bool:
+    """Low-trust or critical affiliates' reports and HIGH suspicion flags go to the priority queue."""
+    from django.conf import settings
+
+    from reconciliation import rules
+
+    if rules.has_high(list(flags or [])):
+        return True
+    return rules.bucket(trust_score, settings.TRUST_SCORING) in (
+        rules.TrustBucket.LOW_TRUST,
+        rules.TrustBucket.CRITICAL,
+    )
 
 
 def send_reconcile(report_id: int, *, priority: bool = False, request_id: str | None = None) -> bool:

@@ -15,9 +15,8 @@ import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -26,7 +25,6 @@ from alerts.models import Alert
 from alerts.services import alert_raise
 from platforms.links import InvalidPostURL, ParsedLink, parse_post_url
 from platforms.models import Platform
-from reconcile_project.config import TrustScoring
 from reconcile_project.observability import log_business_event, log_performance
 from reconciliation import rules
 from reconciliation.models import (
@@ -37,12 +35,11 @@ from reconciliation.models import (
     ReconciliationLog,
     ReconciliationStatus,
 )
-from reconciliation.services.dispatch import dispatch_on_commit
+from reconciliation.services.dispatch import dispatch_on_commit, needs_priority
 
 #: Largest count a claim may carry (well inside BIGINT; no real post has a trillion views).
 MAX_CLAIM = 10**12
 
-_PRIORITY_BUCKETS = (rules.TrustBucket.LOW_TRUST, rules.TrustBucket.CRITICAL)
 _RUN_CHUNK = 5000
 
 
@@ -323,8 +320,7 @@ def _record_claim(
             settings=ruleset.alerting,
             now=now,
         )
-    trust_settings = cast(TrustScoring, settings.TRUST_SCORING)
-    priority = high or rules.bucket(affiliate.trust_score, trust_settings) in _PRIORITY_BUCKETS
+    priority = needs_priority(trust_score=affiliate.trust_score, flags=flag_dicts)
     dispatch_on_commit([report.pk], priority=priority, request_id=request_id or None)
     return SubmissionResult(report=report, post=post, flags=flag_dicts, priority=priority)
 

@@ -18,8 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from reconciliation.models import ReconciliationLog
-from reconciliation.rules import TrustBucket, bucket
-from reconciliation.services.dispatch import send_reconcile
+from reconciliation.services.dispatch import needs_priority, send_reconcile
 
 logger = logging.getLogger("reconciliation.sweeper")
 
@@ -60,7 +59,7 @@ def sweep_due(*, now: dt.datetime | None = None, batch: int = DEFAULT_BATCH) -> 
     unsent = [
         report_id
         for report_id, score, flags in rows
-        if not send_reconcile(report_id, priority=is_priority(score, flags))
+        if not send_reconcile(report_id, priority=needs_priority(trust_score=score, flags=flags))
     ]
     if unsent:
         # Put the unsent ones back so the next round retries them at once.
@@ -69,10 +68,3 @@ def sweep_due(*, now: dt.datetime | None = None, batch: int = DEFAULT_BATCH) -> 
     else:
         logger.info("Sweeper dispatched due reports", extra={"sent": len(rows)})
     return SweepResult(len(rows), len(rows) - len(unsent), len(unsent))
-
-
-def is_priority(score, flags) -> bool:
-    """Low-trust or critical affiliates and HIGH suspicion flags go to the priority queue."""
-    if bucket(score, settings.TRUST_SCORING) in (TrustBucket.LOW_TRUST, TrustBucket.CRITICAL):
-        return True
-    return any(isinstance(f, dict) and f.get("severity") == "HIGH" for f in (flags or []))

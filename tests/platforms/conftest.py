@@ -10,10 +10,12 @@ import socket
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 from platforms.adapters.base import AdapterConfig, PlatformAdapter
 from platforms.registry import build_adapter
 from platforms.sandbox import SandboxClient, SandboxServer, sandbox_credentials
+from tests.platforms.breaker_helpers import redis_client
 
 AdapterFactory = Callable[..., PlatformAdapter]
 
@@ -68,3 +70,11 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    """The shared test Redis; a missing Redis is a failure (make test checks it first), not a skip."""
+    c = redis_client()
+    c.ping()
+    return c

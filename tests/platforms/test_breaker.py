@@ -20,21 +20,10 @@ from tests.platforms.breaker_helpers import (
     delete_prefix,
     free_port,
     private_redis,
-    redis_client,
     unique_prefix,
 )
 
 P = "reddit"
-
-
-@pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis_client()
-    try:
-        c.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at TEST_REDIS_URL/REDIS_URL")
-    yield c
 
 
 @pytest.fixture

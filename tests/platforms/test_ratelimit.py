@@ -27,16 +27,6 @@ P = "reddit"
 
 
 @pytest.fixture
-def client() -> Iterator[redis.Redis]:
-    c = redis_client()
-    try:
-        c.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at TEST_REDIS_URL/REDIS_URL")
-    yield c
-
-
-@pytest.fixture
 def limiter(client: redis.Redis) -> Iterator[RateLimiter]:
     prefix = unique_prefix("rl")
     yield RateLimiter(client, key_prefix=prefix)
