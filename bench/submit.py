@@ -21,6 +21,12 @@ Measured on the 2-core development machine with nothing else running (``--second
 zero errors. Other processes on the same two cores (a test run, another benchmark) cut these figures by
 a third or more: check the load before trusting a run.
 
+Logging overhead (``--compare-log-levels INFO,WARNING``): two gunicorn servers on the same database
+and Redis, one logging every request as JSON (INFO: ``Request started``/``completed``, the
+``Performance``/``Business event`` lines) and one at WARNING (none of those lines). Runs alternate
+between them (A B, B A, A B, ...), so a drift of the shared machine falls on both sides, and the JSON
+reports ``p50_overhead`` = p50(on) / p50(off) - 1 from the medians of the same bench run.
+
 Every submission is the full path: auth (one indexed query), throttle (one Redis round trip), URL
 parsing, campaign checks, one transaction (post, report, outbox row, F() counter), suspicion flags,
 and the after-commit publish to the broker.
@@ -221,11 +227,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     parser.add_argument("--log-level", default="INFO", help="the app's LOG_LEVEL (INFO logs every request)")
+    parser.add_argument(
+        "--compare-log-levels",
+        metavar="ON,OFF",
+        help="measure logging overhead: two servers at these LOG_LEVELs (e.g. INFO,WARNING), runs interleaved",
+    )
+    parser.add_argument("--log-file", action="store_true", help="also write LOG_FILE (the rotating JSON file)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    server_levels = [args.log_level.upper()]
+    if args.compare_log_levels:
+        server_levels = [x.strip().upper() for x in args.compare_log_levels.split(",")]
+        if len(server_levels) != 2:
+            parser.error("--compare-log-levels takes two levels: ON,OFF (e.g. INFO,WARNING)")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-submit-"))
-    redis_proc = gunicorn = None
+    redis_proc = None
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
         redis_bin = shutil.which("redis-server")
         if redis_bin is None:
@@ -252,8 +270,9 @@ def main() -> None:
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/1",
             "RATE_LIMIT_SETTINGS__SUBMISSION": "100000000/hour",
-            "LOG_LEVEL": args.log_level,
+            "LOG_LEVEL": server_levels[0],
             "LOG_FORMAT": "json",
+            "LOG_FILE": "",
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -261,58 +280,90 @@ def main() -> None:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         seeded = seed(env)
 
-        port = free_port()
-        log(f"gunicorn: {args.workers} {args.worker_class} workers x {args.threads} threads on 127.0.0.1:{port}")
-        gunicorn = subprocess.Popen(
-            [GUNICORN, "reconcile_project.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
-             "--keep-alive", "30", "--timeout", "60"],
-            cwd=ROOT, env=env, stdout=open(workdir / "gunicorn.log", "wb"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        wait_for_port(port, gunicorn)
-        run_level(port, seeded, max(levels), args.warmup, 30, "w")
-
-        results: dict[str, Any] = {}
-        for level in levels:
-            runs = []
-            for repeat in range(args.repeats):
-                tag = f"c{level}r{repeat}x"
-                runs.append(run_level(port, seeded, level, args.requests, args.seconds, tag))
-                log(f"c={level} run {repeat + 1}: {runs[-1]}")
-            results[str(level)] = {"median": median_of(runs), "runs": runs}
-
-        print(
-            json.dumps(
-                {
-                    "benchmark": "POST /api/v1/submissions/ (gunicorn + PostgreSQL + Redis, loopback)",
-                    "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                    "server": {
-                        "workers": args.workers,
-                        "threads": args.threads,
-                        "worker_class": args.worker_class,
-                        "conn_max_age": 600,
-                        "log_level": args.log_level,
-                    },
-                    "per_run": {"max_requests": args.requests, "max_seconds": args.seconds, "repeats": args.repeats},
-                    "concurrency": results,
-                    "targets": {
-                        "p50_ms_at_c1_max": 15,
-                        "rps_at_c8_min": 150,
-                        "met": bool(
-                            "1" in results
-                            and results["1"]["median"]["p50_ms"] <= 15
-                            and "8" in results
-                            and results["8"]["median"]["requests_per_second"] >= 150
-                            and all(r["median"]["errors"] == 0 for r in results.values())
-                        ),
-                    },
-                },
-                indent=2,
+        for index, level in enumerate(server_levels):
+            server_env = {**env, "LOG_LEVEL": level}
+            if args.log_file:
+                server_env["LOG_FILE"] = str(workdir / f"app-{level}.log")
+            port = free_port()
+            log(
+                f"gunicorn LOG_LEVEL={level}: {args.workers} {args.worker_class} workers x {args.threads} threads"
+                f" on 127.0.0.1:{port}"
             )
-        )
+            proc = subprocess.Popen(
+                [GUNICORN, "reconcile_project.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                 "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
+                 "--keep-alive", "30", "--timeout", "60"],
+                cwd=ROOT, env=server_env, stdout=open(workdir / f"gunicorn-{level}.log", "wb"),
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            servers[level] = (proc, port)
+            wait_for_port(port, proc)
+            run_level(port, seeded, max(levels), args.warmup, 30, f"w{index}")
+
+        # results[level][concurrency] = runs; with two servers the order alternates per repeat.
+        runs: dict[str, dict[str, list[dict]]] = {level: {str(c): [] for c in levels} for level in server_levels}
+        for c in levels:
+            for repeat in range(args.repeats):
+                order = server_levels if repeat % 2 == 0 else server_levels[::-1]
+                for level in order:
+                    port = servers[level][1]
+                    run = run_level(
+                        port, seeded, c, args.requests, args.seconds, f"{server_levels.index(level)}c{c}r{repeat}x"
+                    )
+                    runs[level][str(c)].append(run)
+                    log(f"LOG_LEVEL={level} c={c} run {repeat + 1}: {run}")
+
+        def summary(level: str) -> dict[str, Any]:
+            return {str(c): {"median": median_of(runs[level][str(c)]), "runs": runs[level][str(c)]} for c in levels}
+
+        results = summary(server_levels[0])
+        report: dict[str, Any] = {
+            "benchmark": "POST /api/v1/submissions/ (gunicorn + PostgreSQL + Redis, loopback)",
+            "host": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "server": {
+                "workers": args.workers,
+                "threads": args.threads,
+                "worker_class": args.worker_class,
+                "conn_max_age": 600,
+                "log_level": server_levels[0],
+                "log_format": "json",
+                "log_file": args.log_file,
+            },
+            "per_run": {"max_requests": args.requests, "max_seconds": args.seconds, "repeats": args.repeats},
+            "concurrency": results,
+            "targets": {
+                "p50_ms_at_c1_max": 15,
+                "rps_at_c8_min": 150,
+                "met": bool(
+                    "1" in results
+                    and results["1"]["median"]["p50_ms"] <= 15
+                    and "8" in results
+                    and results["8"]["median"]["requests_per_second"] >= 150
+                    and all(r["median"]["errors"] == 0 for r in results.values())
+                ),
+            },
+        }
+        if len(server_levels) == 2:
+            on, off = server_levels
+            off_results = summary(off)
+            overhead = {
+                str(c): round(results[str(c)]["median"]["p50_ms"] / off_results[str(c)]["median"]["p50_ms"] - 1, 4)
+                for c in levels
+            }
+            report["logging_overhead"] = {
+                "on": on,
+                "off": off,
+                "off_concurrency": off_results,
+                "p50_overhead": overhead,
+                "target_max": 0.10,
+                "errors": sum(r["median"]["errors"] for r in (*results.values(), *off_results.values())),
+                "met": all(value <= 0.10 for value in overhead.values())
+                and all(r["median"]["errors"] == 0 for r in (*results.values(), *off_results.values())),
+            }
+        print(json.dumps(report, indent=2))
     finally:
-        stop(gunicorn)
+        for proc, _port in servers.values():
+            stop(proc)
         stop(redis_proc)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -206,10 +206,16 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     return value
 
 
+#: Keys whose values the pipeline itself writes (never a caller's data): redaction skips them.
+_PIPELINE_KEYS = frozenset(
+    {"timestamp", "level", "logger", "module", "function", "line", "process_id", "thread_id", "exc_info", "stack_info"}
+)
+
+
 def redact(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Mask secrets: values of sensitive keys (at any depth) and credentials written into text."""
     for key in list(event_dict):
-        if key.startswith("_") or key in ("exc_info", "stack_info"):
+        if key in _PIPELINE_KEYS or key.startswith("_"):
             continue
         value = event_dict[key]
         if _is_sensitive(key):
@@ -230,6 +236,7 @@ _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("n", logging.INFO, "p", 0, "m",
     "message",
     "asctime",
     "taskName",
+    "_reconcile_json",
 }
 #: Keys of the line itself; an ``extra`` with one of these names is kept under another name instead of
 #: overwriting it (``extra={"event": ...}`` would otherwise replace the message).
@@ -271,6 +278,21 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _JSONFormatter(structlog.stdlib.ProcessorFormatter):
+    """The JSON line of a record is rendered once, however many JSON handlers (stderr, file) write it.
+
+    The line is kept on the record (``_reconcile_json``), so the second handler writes the very same
+    line (same timestamp) without running the processors again.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = record.__dict__.get("_reconcile_json")
+        if line is None:
+            line = super().format(record)
+            record.__dict__["_reconcile_json"] = line
+        return line
+
+
 def _formatter(fmt: Literal["json", "console"]) -> structlog.stdlib.ProcessorFormatter:
     renderer: Processor
     if fmt == "json":
@@ -283,7 +305,8 @@ def _formatter(fmt: Literal["json", "console"]) -> structlog.stdlib.ProcessorFor
         renderer = structlog.dev.ConsoleRenderer(
             event_key="message", colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
         )
-    return structlog.stdlib.ProcessorFormatter(
+    formatter_class = _JSONFormatter if fmt == "json" else structlog.stdlib.ProcessorFormatter
+    return formatter_class(
         foreign_pre_chain=[*_shared_processors(), _add_extra],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,

@@ -219,7 +219,11 @@ def test_the_configured_process_writes_json_lines_to_log_file(tmp_path: Path) ->
         for field in REQUIRED_FIELDS:
             assert field in line, field
         assert line["request_id"] == "sub-1" and line["api_key"] == "[REDACTED]"
+        assert not any(key.startswith("_") for key in line)
     assert "zz-secret" not in log_file.read_text() + result.stderr
+    # Rendered once and written twice: the very same line (same timestamp) on the console and in the file.
+    (file_text,) = [t for t in log_file.read_text().splitlines() if "Reconciliation worker started" in t]
+    assert file_text in result.stderr.splitlines()
 
 
 def test_the_file_is_json_even_when_the_console_is_not(tmp_path: Path) -> None:
