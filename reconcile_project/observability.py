@@ -459,6 +459,16 @@ def _on_task_postrun(**kwargs: Any) -> None:
     clear_request_id()
 
 
+def _close_old_connections(task: Any = None, **kwargs: Any) -> None:
+    """Before a task, what Django does before a request: drop this thread's connections that are past
+    CONN_MAX_AGE or broke in an earlier task, and health-check the others on first use."""
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return  # run inline by the caller, inside the caller's transaction
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 def _on_setup_logging(**kwargs: Any) -> None:
     # Connecting to this signal tells Celery not to configure logging itself (no root-logger hijack,
     # no stdout redirect): loading the Django settings has already called configure_logging().
@@ -492,6 +502,7 @@ def install_celery_hooks(app: Any = None) -> None:
     signals.before_task_publish.connect(_on_before_task_publish, weak=False)
     signals.task_prerun.connect(_on_task_prerun, weak=False)
     signals.task_postrun.connect(_on_task_postrun, weak=False)
+    signals.task_prerun.connect(_close_old_connections, weak=False)
     signals.worker_ready.connect(_on_worker_ready, weak=False)
     signals.worker_shutting_down.connect(_on_worker_shutting_down, weak=False)
 

@@ -133,23 +133,33 @@ class Campaign(models.Model):
 
     def ruleset(self) -> RuleSet:
         """The global rule settings with this campaign's overrides applied (raises RuleOverrideError)."""
-        groups = {name: getattr(settings, name) for name in OVERRIDABLE}
-        # Validating the groups costs milliseconds and every attempt needs them: memoise by value.
-        key = (tuple(id(g) for g in groups.values()), json.dumps(self.rule_overrides or {}, sort_keys=True))
-        ruleset = _RULESETS.get(key)
-        if ruleset is None:
-            ruleset = build_ruleset(groups, self.rule_overrides)
-            if len(_RULESETS) > 1024:
-                _RULESETS.clear()
-            _RULESETS[key] = ruleset
-        return ruleset
+        return campaign_ruleset(self.rule_overrides)
 
     def effective_recheck(self) -> tuple[float, float]:
         """(interval hours, window days) of re-checks for this campaign."""
-        rules = settings.RECONCILIATION_SETTINGS
-        interval = self.recheck_interval_hours or rules.recheck_interval_hours
-        window = self.recheck_window_days if self.recheck_window_days is not None else rules.recheck_window_days
-        return float(interval), float(window)
+        return campaign_recheck(self.recheck_interval_hours, self.recheck_window_days)
+
+
+def campaign_ruleset(rule_overrides: dict | None) -> RuleSet:
+    """The global rule settings with a campaign's ``rule_overrides`` applied (raises RuleOverrideError)."""
+    groups = {name: getattr(settings, name) for name in OVERRIDABLE}
+    # Validating the groups costs milliseconds and every attempt needs them: memoise by value.
+    key = (tuple(id(g) for g in groups.values()), json.dumps(rule_overrides or {}, sort_keys=True))
+    ruleset = _RULESETS.get(key)
+    if ruleset is None:
+        ruleset = build_ruleset(groups, rule_overrides)
+        if len(_RULESETS) > 1024:
+            _RULESETS.clear()
+        _RULESETS[key] = ruleset
+    return ruleset
+
+
+def campaign_recheck(interval_hours: float | None, window_days: float | None) -> tuple[float, float]:
+    """(interval hours, window days) of re-checks: a campaign's own values, else the global defaults."""
+    rules = settings.RECONCILIATION_SETTINGS
+    interval = interval_hours or rules.recheck_interval_hours
+    window = window_days if window_days is not None else rules.recheck_window_days
+    return float(interval), float(window)
 
 
 class Post(models.Model):

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -47,9 +48,12 @@ from reconciliation.models import (
     ReconciliationAttempt,
     ReconciliationLog,
     ReconciliationStatus,
+    campaign_recheck,
+    campaign_ruleset,
 )
 from reconciliation.models import PlatformReport as PlatformSnapshot
 from reconciliation.models import TrustEvent as TrustLedgerRow
+from reconciliation.services import locked_reads
 
 logger = logging.getLogger("reconciliation.worker")
 performance = logging.getLogger("app.performance")
@@ -109,56 +113,50 @@ class SkipReason:
 def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> ClaimedAttempt | str:
     """Claim the next attempt of a report, or return a :class:`SkipReason` saying why not."""
     with transaction.atomic():
-        log = (
-            ReconciliationLog.objects.select_for_update(of=("self",))
-            .select_related("report__post__platform", "report__post__campaign")
-            .filter(report_id=report_id)
-            .first()
-        )
-        if log is None:
+        row = locked_reads.CLAIM.fetch(report_id)
+        if row is None:
             return SkipReason.NOT_FOUND
-        if log.terminal:
+        if row["terminal"]:
             return SkipReason.TERMINAL
-        if log.next_attempt_at is None or log.next_attempt_at > now:
+        if row["next_attempt_at"] is None or row["next_attempt_at"] > now:
             return SkipReason.NOT_DUE
-        if log.lease_until is not None and log.lease_until > now:
+        if row["lease_until"] is not None and row["lease_until"] > now:
             return SkipReason.LEASED
-        report = log.report
-        post = report.post
-        campaign = post.campaign
-        ruleset = campaign.ruleset()
-        number = log.attempt_count + 1
+        ruleset = campaign_ruleset(row["rule_overrides"])
+        number = row["attempt_count"] + 1
         lease_until = now + dt.timedelta(seconds=ruleset.retry.lease_seconds)
-        if log.lease_until is not None:
+        if row["lease_until"] is not None:
             # An attempt whose worker died (its lease expired) never finishes: close it so the history is true.
             ReconciliationAttempt.objects.filter(report_id=report_id, outcome=Outcome.RUNNING).update(
                 outcome=Outcome.DISCARDED, finished_at=now
             )
+        is_recheck = row["status"] in rules.CONCLUSIVE_STATUSES
         attempt = ReconciliationAttempt.objects.create(
             report_id=report_id,
             number=number,
             started_at=now,
             worker=worker[:200],
-            is_recheck=log.status in rules.CONCLUSIVE_STATUSES,
+            is_recheck=is_recheck,
         )
-        ReconciliationLog.objects.filter(pk=log.pk).update(attempt_count=number, lease_until=lease_until)
+        ReconciliationLog.objects.filter(pk=row["log_id"]).update(attempt_count=number, lease_until=lease_until)
+        quota_rps = (row["platform_config"] or {}).get("quota_rps")
         return ClaimedAttempt(
             attempt_id=attempt.pk,
             report_id=report_id,
-            post_id=post.pk,
+            post_id=row["post_id"],
             number=number,
             lease_until=lease_until,
-            platform_id=post.platform_id,
-            platform_slug=post.platform.slug,
-            platform_post_id=post.platform_post_id,
-            quota_rps=post.platform.quota_rps,
-            affiliate_id=post.affiliate_id,
-            claim=rules.Claim(report.claimed_views, report.claimed_clicks, report.claimed_conversions),
-            submitted_at=report.submitted_at,
+            platform_id=row["platform_id"],
+            platform_slug=row["platform_slug"],
+            platform_post_id=row["platform_post_id"],
+            quota_rps=float(quota_rps) if quota_rps is not None else None,
+            affiliate_id=row["affiliate_id"],
+            claim=rules.Claim(row["claimed_views"], row["claimed_clicks"], row["claimed_conversions"]),
+            submitted_at=row["submitted_at"],
             ruleset=ruleset,
-            recheck=campaign.effective_recheck(),
-            previous_status=log.status,
-            is_recheck=attempt.is_recheck,
+            recheck=campaign_recheck(row["recheck_interval_hours"], row["recheck_window_days"]),
+            previous_status=row["status"],
+            is_recheck=is_recheck,
         )
 
 
@@ -194,15 +192,15 @@ def attempt_apply(
     raised: list[str] = []
 
     with transaction.atomic():
-        log = ReconciliationLog.objects.select_for_update().get(report_id=claimed.report_id)
-        if log.attempt_count != claimed.number or log.lease_until != claimed.lease_until:
+        log = locked_reads.APPLY.fetch(claimed.report_id)
+        if log is None or log["attempt_count"] != claimed.number or log["lease_until"] != claimed.lease_until:
             ReconciliationAttempt.objects.filter(pk=claimed.attempt_id, outcome=Outcome.RUNNING).update(
                 outcome=Outcome.DISCARDED, finished_at=now
             )
             return SkipReason.LEASE_LOST
 
         deferred = status == rules.Status.MISSING_PLATFORM_DATA and missing_reason in rules.DEFERRAL_REASONS
-        budget_used = log.budget_attempts + (0 if deferred else 1)
+        budget_used = log["budget_attempts"] + (0 if deferred else 1)
         incomplete_attempts = 0
         if status == rules.Status.INCOMPLETE_PLATFORM_DATA:
             incomplete_attempts = (
@@ -274,7 +272,7 @@ def attempt_apply(
             fields.update(_log_result_fields(classification, missing_reason))
         if ledger_sum is not None:
             fields["trust_delta"] = ledger_sum
-        ReconciliationLog.objects.filter(pk=log.pk).update(**fields)
+        ReconciliationLog.objects.filter(pk=log["log_id"]).update(**fields)
 
         _raise_outcome_alerts(claimed, classification, decision, missing_reason, now, raised)
 
@@ -313,18 +311,18 @@ def _log_result_fields(classification: rules.Classification, missing_reason: str
 def _apply_trust(
     claimed: ClaimedAttempt,
     classification: rules.Classification,
-    log: ReconciliationLog,
+    log: dict[str, Any],
     now: dt.datetime,
     raised: list[str],
 ) -> Decimal:
     """Move the ledger so it sums to this conclusive status's delta; returns the ledger sum after."""
     trust_settings = claimed.ruleset.trust
     # The log keeps the ledger's sum (written in the same transaction as every ledger row), so no SUM query.
-    ledger_sum = log.trust_delta if log.trust_delta is not None else Decimal(0)
+    ledger_sum = log["trust_delta"] if log["trust_delta"] is not None else Decimal(0)
     nominal = rules.correction_delta(
         ledger_sum=ledger_sum, new_status_event=classification.trust_event, settings=trust_settings
     )
-    was_accurate = log.status == ReconciliationStatus.MATCHED
+    was_accurate = log["status"] == ReconciliationStatus.MATCHED
     is_accurate = classification.status == rules.Status.MATCHED
     accurate_change = int(is_accurate) - int(was_accurate)
     if nominal == 0 and accurate_change == 0:
@@ -393,8 +391,7 @@ def _raise_outcome_alerts(
             alert_type=Alert.Type.OVERCLAIM,
             severity=Alert.Severity.CRITICAL if level == "CRITICAL" else Alert.Severity.HIGH,
             title=(
-                f"Over-claim on report {claimed.report_id}: "
-                f"{classification.max_positive_diff:.0%} above the platform"
+                f"Over-claim on report {claimed.report_id}: {classification.max_positive_diff:.0%} above the platform"
             ),
             threshold={
                 "max_positive_diff": classification.max_positive_diff,

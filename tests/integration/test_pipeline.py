@@ -159,6 +159,53 @@ def test_duplicate_deliveries_make_one_attempt_and_one_ledger_row(processes, san
     assert ReconciliationLog.objects.get(report=report).status == "MATCHED"
 
 
+def _other_backends() -> set[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_a_worker_keeps_its_database_connections_from_task_to_task(processes, sandbox_client) -> None:
+    """Celery's Django fixup would close them around every task: a new PostgreSQL backend per task.
+
+    A kept connection that the server drops in between (restart, failover, idle timeout) is found by the
+    health check before the next task uses it: that task still reconciles its report.
+    """
+    from django.db import connection
+
+    processes.worker("w1", concurrency=2)
+    campaign = factories.campaign(platforms=("youtube",))
+
+    def run_batch(batch: int) -> list[int]:
+        ids = []
+        for index in range(6):
+            post_id = f"reuse{batch}{index:05d}"
+            sandbox_client.set_post("youtube", post_id, **BASE)
+            ids.append(submit(campaign, factories.affiliate(), post_id, BASE).pk)
+        wait_until(lambda: settled(ids), timeout=30, what=f"batch {batch} to be reconciled")
+        return ids
+
+    run_batch(0)
+    first = _other_backends()
+    run_batch(1)
+    second = _other_backends()
+    assert first, "the worker's connections were closed after its tasks"
+    assert first & second, (first, second)
+
+    with connection.cursor() as cursor:
+        for pid in second:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    ids = run_batch(2)
+    assert set(ReconciliationLog.objects.filter(report_id__in=ids).values_list("status", flat=True)) == {"MATCHED"}
+    assert not ReconciliationAttempt.objects.filter(report_id__in=ids).exclude(outcome="SUCCESS").exists()
+    assert not (_other_backends() & second)
+
+
 def test_a_report_never_dispatched_is_found_by_beat_and_reconciled(processes, sandbox_client) -> None:
     """The row is the outbox: a report whose message never reached the broker is still reconciled."""
     processes.worker("w1")
