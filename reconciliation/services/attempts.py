@@ -327,13 +327,15 @@ def _apply_trust(
     accurate_change = int(is_accurate) - int(was_accurate)
     if nominal == 0 and accurate_change == 0:
         return ledger_sum
-    affiliate = Affiliate.objects.select_for_update().get(pk=claimed.affiliate_id)
+    affiliate = locked_reads.AFFILIATE.fetch(claimed.affiliate_id)
+    if affiliate is None:
+        raise Affiliate.DoesNotExist(f"affiliate {claimed.affiliate_id}")
     updates: dict = {}
     if accurate_change:
         updates["accurate_submissions"] = F("accurate_submissions") + accurate_change
     if nominal != 0:
         # The stored score is the truth even at exactly 0.0000: never substitute a default for a falsy score.
-        before = affiliate.trust_score
+        before = affiliate["trust_score"]
         change = rules.apply_trust(score=before, nominal=nominal)
         TrustLedgerRow.objects.create(
             affiliate_id=claimed.affiliate_id,
@@ -351,7 +353,7 @@ def _apply_trust(
             alert_raise(
                 alert_type=Alert.Type.LOW_TRUST,
                 severity=Alert.Severity.HIGH,
-                title=f"Affiliate {affiliate.name} fell into the critical trust bucket ({change.score_after})",
+                title=f"Affiliate {affiliate['name']} fell into the critical trust bucket ({change.score_after})",
                 threshold={"score": str(change.score_after), "low_trust_min": trust_settings.low_trust_min},
                 affiliate_id=claimed.affiliate_id,
                 settings=claimed.ruleset.alerting,
@@ -359,7 +361,7 @@ def _apply_trust(
             )
             raised.append(Alert.Type.LOW_TRUST)
         ledger_sum = ledger_sum + change.nominal
-    Affiliate.objects.filter(pk=affiliate.pk).update(**updates)
+    Affiliate.objects.filter(pk=claimed.affiliate_id).update(**updates)
     return ledger_sum
 
 

@@ -1,9 +1,10 @@
-"""The two row-locking reads of the attempt protocol, in SQL.
+"""The row-locking reads of the attempt protocol, in SQL.
 
 Every attempt locks its log row twice: the claim reads it with its report, post, platform and campaign,
-the apply re-reads it. Through the ORM, compiling the claim's five-table ``select_related`` costs more
-Python than every other statement of the attempt together (about 3 ms against 0.7 ms for the same
-query as SQL, measured on the development machine), and on a worker the GIL makes that CPU the limit.
+the apply re-reads it (and locks the affiliate when the trust score moves). Through the ORM, compiling
+the claim's five-table ``select_related`` costs more Python than every other statement of the attempt
+together (about 3 ms against 0.7 ms for the same query as SQL, measured on the development machine),
+and on a worker the GIL makes that CPU the limit.
 
 The SQL is built from the models' own table and column names, and each value passes through the
 converters the ORM itself applies to that field (SQLite's naive datetimes come back aware, JSON comes
@@ -22,7 +23,7 @@ from django.db.models import Field, Model
 from django.db.models.expressions import Col
 
 from platforms.models import Platform
-from reconciliation.models import AffiliateReport, Campaign, Post, ReconciliationLog
+from reconciliation.models import Affiliate, AffiliateReport, Campaign, Post, ReconciliationLog
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 
@@ -155,4 +156,15 @@ APPLY = LockedRead(
     ],
     joins=[("l", ReconciliationLog, "", "", "")],
     where=("l", "report"),
+)
+
+#: The affiliate whose trust score an apply moves (locked: concurrent attempts of one affiliate queue here).
+AFFILIATE = LockedRead(
+    columns=[
+        ("affiliate_id", "a", Affiliate, "id"),
+        ("trust_score", "a", Affiliate, "trust_score"),
+        ("name", "a", Affiliate, "name"),
+    ],
+    joins=[("a", Affiliate, "", "", "")],
+    where=("a", "id"),
 )

@@ -134,3 +134,13 @@ def test_a_second_claimer_waits_for_the_first_to_commit() -> None:
     thread.join(10)
     timer.cancel()
     assert order == ["first commits", "second reads"]
+
+
+@pytest.mark.django_db
+def test_the_affiliate_read_keeps_a_score_of_exactly_zero() -> None:
+    affiliate = factories.affiliate(name="Zero", trust_score=Decimal("0.0000"))
+    with transaction.atomic():
+        row = locked_reads.AFFILIATE.fetch(affiliate.pk)
+        assert locked_reads.AFFILIATE.fetch(affiliate.pk + 10_000) is None
+    assert row == {"affiliate_id": affiliate.pk, "trust_score": Decimal("0.0000"), "name": "Zero"}
+    assert row is not None and isinstance(row["trust_score"], Decimal)
