@@ -292,7 +292,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--latency", default="0,100", help="sandbox latency in ms, comma-separated")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
-    parser.add_argument("--concurrency", type=int, default=8, help="threads or child processes per worker")
+    parser.add_argument("--concurrency", type=int, default=12, help="threads or child processes per worker")
     parser.add_argument("--paced-rate", type=float, default=40.0)
     parser.add_argument("--paced-reports", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=1)
