@@ -24,5 +24,10 @@ class Platform(models.Model):
 
     @property
     def quota_rps(self) -> float | None:
-        value = (self.config or {}).get("quota_rps")
-        return float(value) if value is not None else None
+        return quota_rps_of(self.config)
+
+
+def quota_rps_of(config: dict | None) -> float | None:
+    """The ``quota_rps`` of a platform's ``config`` (None: the fetcher's default)."""
+    value = (config or {}).get("quota_rps")
+    return float(value) if value is not None else None

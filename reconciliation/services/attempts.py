@@ -36,6 +36,7 @@ from django.utils import timezone
 from alerts.models import Alert
 from alerts.services import alert_raise
 from platforms.fetcher import FetchOutcome
+from platforms.models import quota_rps_of
 from reconcile_project.config import RuleSet
 from reconcile_project.metrics import (
     RECONCILIATION_ATTEMPT_DURATION,
@@ -139,7 +140,6 @@ def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> Clai
             is_recheck=is_recheck,
         )
         ReconciliationLog.objects.filter(pk=row["log_id"]).update(attempt_count=number, lease_until=lease_until)
-        quota_rps = (row["platform_config"] or {}).get("quota_rps")
         return ClaimedAttempt(
             attempt_id=attempt.pk,
             report_id=report_id,
@@ -149,7 +149,7 @@ def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> Clai
             platform_id=row["platform_id"],
             platform_slug=row["platform_slug"],
             platform_post_id=row["platform_post_id"],
-            quota_rps=float(quota_rps) if quota_rps is not None else None,
+            quota_rps=quota_rps_of(row["platform_config"]),
             affiliate_id=row["affiliate_id"],
             claim=rules.Claim(row["claimed_views"], row["claimed_clicks"], row["claimed_conversions"]),
             submitted_at=row["submitted_at"],

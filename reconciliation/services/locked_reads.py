@@ -40,59 +40,58 @@ def _column(model: type[Model], name: str) -> str:
 
 
 class LockedRead:
-    """``SELECT <columns> FROM <joins> WHERE <key> = %s FOR UPDATE OF <first table>``, one row as a dict.
+    """``SELECT <columns> FROM <table> JOIN ... WHERE <key> = %s FOR UPDATE OF <table>``: one row, as a dict.
 
-    ``columns`` are (key in the result, table alias, model, field name); the first alias is the table
-    whose row is locked. The lock clause follows the database: ``FOR UPDATE OF`` on PostgreSQL, nothing
-    on SQLite (whose IMMEDIATE transactions already hold the database's write lock).
+    ``table`` is (alias, model): its row is the one locked. ``joins`` are (alias, model, left alias, left
+    field, field): ``JOIN model alias ON alias.field = left_alias.left_field``. ``columns`` are (key in the
+    result, alias, field name). ``where`` is (alias, field name) compared with the key. The lock clause
+    follows the database: ``FOR UPDATE OF`` on PostgreSQL, nothing on SQLite (whose IMMEDIATE
+    transactions already hold the database's write lock).
     """
 
     def __init__(
         self,
-        columns: Sequence[tuple[str, str, type[Model], str]],
-        joins: Sequence[tuple[str, type[Model], str, str, str]],
+        *,
+        table: tuple[str, type[Model]],
+        joins: Sequence[tuple[str, type[Model], str, str, str]] = (),
+        columns: Sequence[tuple[str, str, str]],
         where: tuple[str, str],
     ) -> None:
-        self.keys = [key for key, _alias, _model, _name in columns]
-        self.fields: list[tuple[str, Field]] = [(alias, _field(model, name)) for _key, alias, model, name in columns]
+        self.table = table
         self.joins = joins
+        self.models: dict[str, type[Model]] = {table[0]: table[1], **{alias: model for alias, model, *_ in joins}}
+        self.keys = [key for key, _alias, _name in columns]
+        self.fields = [(alias, _field(self.models[alias], name)) for _key, alias, name in columns]
         self.where = where
-        self.lock_alias = columns[0][1]
-        self._sql: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[str, list]] = weakref.WeakKeyDictionary()
+        self._prepared: weakref.WeakKeyDictionary[BaseDatabaseWrapper, tuple[str, list]] = weakref.WeakKeyDictionary()
 
     def _prepare(self, connection: BaseDatabaseWrapper) -> tuple[str, list[tuple[Col, list[Converter]]]]:
-        prepared = self._sql.get(connection)
+        prepared = self._prepared.get(connection)
         if prepared is None:
             qn = connection.ops.quote_name
-            select = ", ".join(f"{alias}.{qn(str(field.column))}" for alias, field in self.fields)
-            first_alias, first_model, *_ = self.joins[0]
-            parts = [f"SELECT {select} FROM {qn(first_model._meta.db_table)} {first_alias}"]
-            for alias, model, left_alias, left_field, right_field in self.joins[1:]:
-                left = _column(self._model_of(left_alias), left_field)
-                right = _column(model, right_field)
+            alias, model = self.table
+            select = ", ".join(f"{a}.{qn(str(field.column))}" for a, field in self.fields)
+            parts = [f"SELECT {select} FROM {qn(model._meta.db_table)} {alias}"]
+            for join_alias, join_model, left_alias, left_field, right_field in self.joins:
+                left = _column(self.models[left_alias], left_field)
+                right = _column(join_model, right_field)
                 parts.append(
-                    f"JOIN {qn(model._meta.db_table)} {alias} ON {alias}.{qn(right)} = {left_alias}.{qn(left)}"
+                    f"JOIN {qn(join_model._meta.db_table)} {join_alias}"
+                    f" ON {join_alias}.{qn(right)} = {left_alias}.{qn(left)}"
                 )
             where_alias, where_field = self.where
-            where_column = _column(self._model_of(where_alias), where_field)
-            parts.append(f"WHERE {where_alias}.{qn(where_column)} = %s")
+            parts.append(f"WHERE {where_alias}.{qn(_column(self.models[where_alias], where_field))} = %s")
             if connection.features.has_select_for_update_of:
-                parts.append(f"FOR UPDATE OF {self.lock_alias}")
+                parts.append(f"FOR UPDATE OF {alias}")
             elif connection.features.has_select_for_update:
                 parts.append("FOR UPDATE")
             converters = []
-            for alias, field in self.fields:
-                col = Col(alias, field)
+            for a, field in self.fields:
+                col = Col(a, field)
                 converters.append((col, connection.ops.get_db_converters(col) + field.get_db_converters(connection)))
             prepared = (" ".join(parts), converters)
-            self._sql[connection] = prepared
+            self._prepared[connection] = prepared
         return prepared
-
-    def _model_of(self, alias: str) -> type[Model]:
-        for join_alias, model, *_ in self.joins:
-            if join_alias == alias:
-                return model
-        raise KeyError(alias)
 
     def fetch(self, key: Any, connection: BaseDatabaseWrapper | None = None) -> dict[str, Any] | None:
         """The locked row for ``key``, or None. Call inside ``transaction.atomic()``."""
@@ -113,58 +112,54 @@ class LockedRead:
 
 #: The claim's read: the log row (locked) and what the fetch and the rules need from its report.
 CLAIM = LockedRead(
-    columns=[
-        ("log_id", "l", ReconciliationLog, "id"),
-        ("terminal", "l", ReconciliationLog, "terminal"),
-        ("next_attempt_at", "l", ReconciliationLog, "next_attempt_at"),
-        ("lease_until", "l", ReconciliationLog, "lease_until"),
-        ("attempt_count", "l", ReconciliationLog, "attempt_count"),
-        ("status", "l", ReconciliationLog, "status"),
-        ("claimed_views", "r", AffiliateReport, "claimed_views"),
-        ("claimed_clicks", "r", AffiliateReport, "claimed_clicks"),
-        ("claimed_conversions", "r", AffiliateReport, "claimed_conversions"),
-        ("submitted_at", "r", AffiliateReport, "submitted_at"),
-        ("post_id", "p", Post, "id"),
-        ("platform_id", "p", Post, "platform"),
-        ("platform_post_id", "p", Post, "platform_post_id"),
-        ("affiliate_id", "p", Post, "affiliate"),
-        ("platform_slug", "pl", Platform, "slug"),
-        ("platform_config", "pl", Platform, "config"),
-        ("rule_overrides", "c", Campaign, "rule_overrides"),
-        ("recheck_interval_hours", "c", Campaign, "recheck_interval_hours"),
-        ("recheck_window_days", "c", Campaign, "recheck_window_days"),
-    ],
+    table=("l", ReconciliationLog),
     joins=[
-        ("l", ReconciliationLog, "", "", ""),
         ("r", AffiliateReport, "l", "report", "id"),
         ("p", Post, "r", "post", "id"),
         ("pl", Platform, "p", "platform", "id"),
         ("c", Campaign, "p", "campaign", "id"),
+    ],
+    columns=[
+        ("log_id", "l", "id"),
+        ("terminal", "l", "terminal"),
+        ("next_attempt_at", "l", "next_attempt_at"),
+        ("lease_until", "l", "lease_until"),
+        ("attempt_count", "l", "attempt_count"),
+        ("status", "l", "status"),
+        ("claimed_views", "r", "claimed_views"),
+        ("claimed_clicks", "r", "claimed_clicks"),
+        ("claimed_conversions", "r", "claimed_conversions"),
+        ("submitted_at", "r", "submitted_at"),
+        ("post_id", "p", "id"),
+        ("platform_id", "p", "platform"),
+        ("platform_post_id", "p", "platform_post_id"),
+        ("affiliate_id", "p", "affiliate"),
+        ("platform_slug", "pl", "slug"),
+        ("platform_config", "pl", "config"),
+        ("rule_overrides", "c", "rule_overrides"),
+        ("recheck_interval_hours", "c", "recheck_interval_hours"),
+        ("recheck_window_days", "c", "recheck_window_days"),
     ],
     where=("l", "report"),
 )
 
 #: The apply's re-read of the log row (locked): is the lease still ours, and what the outcome builds on.
 APPLY = LockedRead(
+    table=("l", ReconciliationLog),
     columns=[
-        ("log_id", "l", ReconciliationLog, "id"),
-        ("attempt_count", "l", ReconciliationLog, "attempt_count"),
-        ("lease_until", "l", ReconciliationLog, "lease_until"),
-        ("budget_attempts", "l", ReconciliationLog, "budget_attempts"),
-        ("status", "l", ReconciliationLog, "status"),
-        ("trust_delta", "l", ReconciliationLog, "trust_delta"),
+        ("log_id", "l", "id"),
+        ("attempt_count", "l", "attempt_count"),
+        ("lease_until", "l", "lease_until"),
+        ("budget_attempts", "l", "budget_attempts"),
+        ("status", "l", "status"),
+        ("trust_delta", "l", "trust_delta"),
     ],
-    joins=[("l", ReconciliationLog, "", "", "")],
     where=("l", "report"),
 )
 
 #: The affiliate whose trust score an apply moves (locked: concurrent attempts of one affiliate queue here).
 AFFILIATE = LockedRead(
-    columns=[
-        ("affiliate_id", "a", Affiliate, "id"),
-        ("trust_score", "a", Affiliate, "trust_score"),
-        ("name", "a", Affiliate, "name"),
-    ],
-    joins=[("a", Affiliate, "", "", "")],
+    table=("a", Affiliate),
+    columns=[("affiliate_id", "a", "id"), ("trust_score", "a", "trust_score"), ("name", "a", "name")],
     where=("a", "id"),
 )

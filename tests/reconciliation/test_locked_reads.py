@@ -144,3 +144,17 @@ def test_the_affiliate_read_keeps_a_score_of_exactly_zero() -> None:
         assert locked_reads.AFFILIATE.fetch(affiliate.pk + 10_000) is None
     assert row == {"affiliate_id": affiliate.pk, "trust_score": Decimal("0.0000"), "name": "Zero"}
     assert row is not None and isinstance(row["trust_score"], Decimal)
+
+
+@pytest.mark.django_db
+def test_a_claim_carries_the_platform_quota_and_the_campaign_rules_read_through_the_sql() -> None:
+    from reconciliation.services.attempts import ClaimedAttempt, attempt_claim
+
+    report = _report_with_everything_set()
+    claimed = attempt_claim(report_id=report.pk, now=timezone.now(), worker="test")
+    assert isinstance(claimed, ClaimedAttempt)
+    assert (claimed.platform_slug, claimed.platform_post_id, claimed.quota_rps) == ("youtube", "lockedread1", 12.5)
+    assert claimed.recheck == (3.5, 0.0)
+    assert claimed.ruleset.reconciliation.low_max == 0.12
+    assert (claimed.number, claimed.previous_status, claimed.is_recheck) == (4, "MATCHED", True)
+    assert (claimed.claim.views, claimed.claim.clicks, claimed.claim.conversions) == (1234, 56, 7)
