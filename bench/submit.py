@@ -238,8 +238,8 @@ def main() -> None:
     server_levels = [args.log_level.upper()]
     if args.compare_log_levels:
         server_levels = [x.strip().upper() for x in args.compare_log_levels.split(",")]
-        if len(server_levels) != 2:
-            parser.error("--compare-log-levels takes two levels: ON,OFF (e.g. INFO,WARNING)")
+        if len(server_levels) != 2 or server_levels[0] == server_levels[1]:
+            parser.error("--compare-log-levels takes two different levels: ON,OFF (e.g. INFO,WARNING)")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-submit-"))
     redis_proc = None
