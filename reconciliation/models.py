@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
 
 from reconcile_project.config import OVERRIDABLE, RuleOverrideError, RuleSet, build_ruleset
@@ -240,6 +242,13 @@ class DiscrepancyLevel(models.TextChoices):
     CRITICAL = "CRITICAL"
 
 
+class ReconciliationLogQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        # auto_now is applied by save() only; every write of the log is a queryset update, so stamp it here.
+        kwargs.setdefault("updated_at", timezone.now())
+        return super().update(**kwargs)
+
+
 class ReconciliationLog(models.Model):
     """The current state of one report's reconciliation; the row is also the work queue's outbox."""
 
@@ -267,6 +276,8 @@ class ReconciliationLog(models.Model):
     error_message = models.TextField(blank=True)
     terminal = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ReconciliationLogQuerySet.as_manager()
 
     class Meta:
         indexes = [

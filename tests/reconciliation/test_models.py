@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import cast
 
@@ -122,3 +123,15 @@ def test_str_of_every_model_is_readable() -> None:
     attempt = ReconciliationAttempt.objects.create(report=report, number=1, started_at=timezone.now())
     for obj in (report, report.post, report.post.campaign, report.post.affiliate, report.log, attempt):
         assert str(obj) and "object (" not in str(obj)
+
+
+@pytest.mark.django_db
+def test_every_update_of_a_log_stamps_updated_at() -> None:
+    """auto_now alone covers save(); the log is only ever written with queryset updates."""
+    report = factories.report()
+    old = timezone.now() - dt.timedelta(days=1)
+    ReconciliationLog.objects.filter(report=report).update(updated_at=old)
+    assert ReconciliationLog.objects.get(report=report).updated_at == old
+    before = timezone.now()
+    ReconciliationLog.objects.filter(report=report).update(dispatched_at=None)
+    assert ReconciliationLog.objects.get(report=report).updated_at >= before
