@@ -18,6 +18,7 @@ from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
 
 from reconcile_project.config import OVERRIDABLE, RuleOverrideError, RuleSet, build_ruleset
+from reconciliation.rules import Status
 
 INITIAL_TRUST = Decimal("0.5000")
 _RULESETS: dict[tuple, RuleSet] = {}
@@ -224,15 +225,10 @@ class AffiliateReport(models.Model):
         )
 
 
-class ReconciliationStatus(models.TextChoices):
-    PENDING = "PENDING"
-    MATCHED = "MATCHED"
-    DISCREPANCY_LOW = "DISCREPANCY_LOW"
-    DISCREPANCY_MEDIUM = "DISCREPANCY_MEDIUM"
-    DISCREPANCY_HIGH = "DISCREPANCY_HIGH"
-    AFFILIATE_OVERCLAIMED = "AFFILIATE_OVERCLAIMED"
-    INCOMPLETE_PLATFORM_DATA = "INCOMPLETE_PLATFORM_DATA"
-    MISSING_PLATFORM_DATA = "MISSING_PLATFORM_DATA"
+#: The statuses of the pure rules (``reconciliation.rules.Status``) as model choices: one list, two views.
+ReconciliationStatus = models.TextChoices(  # type: ignore[call-overload]
+    "ReconciliationStatus", [(status.name, status.value) for status in Status]
+)
 
 
 class DiscrepancyLevel(models.TextChoices):
