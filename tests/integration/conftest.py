@@ -19,6 +19,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests.processes import stop_groups
+
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
 
@@ -155,15 +157,7 @@ class Processes:
     def stop_all(self) -> None:
         procs = list(self.procs.values())
         self.procs.clear()
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_groups(procs)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from django.test import Client, override_settings
 
 from tests import factories
 from tests.ops.conftest import RedisServer, celery_broker, free_port
+from tests.processes import stop_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -111,15 +111,7 @@ class WorkerStack:
         return [json.loads(line) for line in self.log_file.read_text().splitlines() if line.startswith("{")]
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        stop_groups(self.procs)
 
 
 @pytest.fixture
@@ -240,6 +232,7 @@ def test_request_id_metrics_and_health_across_two_worker_processes(stack: Worker
         web = [line["message"] for line in json_logs.records if line.get("request_id") == request_id]
         assert "Request started" in web and "Request completed" in web, (name, web)
         assert "Business event: affiliate_submission" in web, (name, web)
+
         def completed_lines(rid: str = request_id) -> list[dict[str, Any]]:
             return [
                 line
