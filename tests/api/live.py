@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -14,14 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.processes import free_port, stop_groups
+
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -35,56 +29,6 @@ def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen[bytes] | 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-class RedisServer:
-    """A throw-away redis-server (no persistence) that a test may stop and start again on the same port."""
-
-    def __init__(self, workdir: Path):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed")
-        self.binary: str = binary
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        cmd = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.workdir),
-        ]
-        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for_port(self.port, timeout=10, proc=self.proc)
-
-    def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
 
 
 class Gunicorn:
@@ -120,7 +64,8 @@ class Gunicorn:
             request(self.port, "GET", "/api/v1/affiliates/me")
 
     def stop(self) -> None:
-        _stop(self.proc)
+        if self.proc is not None:
+            stop_groups([self.proc], grace=15)
         self.proc = None
         self.log.close()
 

@@ -32,7 +32,8 @@ from django.utils import timezone
 
 from reconciliation.models import Affiliate, AffiliateReport, IdempotencyKey, Post, ReconciliationLog
 from tests.api.conftest import affiliate_with_key, make_world, submission
-from tests.api.live import ROOT, Gunicorn, RedisServer, request
+from tests.api.live import ROOT, Gunicorn, request
+from tests.processes import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -45,9 +46,8 @@ def _database_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("broker"))
-    server.start()
+def broker() -> Iterator[RedisServer]:
+    server = RedisServer()
     yield server
     server.stop()
 
@@ -62,7 +62,7 @@ def server(
         tmp_path_factory.mktemp("gunicorn"),
         database_url=database_url,
         env={
-            "CELERY_BROKER_URL": broker.url,
+            "CELERY_BROKER_URL": broker.url(),
             "REDIS_URL": settings.REDIS_URL,
             "RATE_LIMIT_SETTINGS__SUBMISSION": "1000000/hour",
             "RATE_LIMIT_SETTINGS__QUERY": "1000000/hour",
@@ -189,7 +189,7 @@ def test_broker_down_still_accepts_and_the_sweeper_sends_later(
     assert log.dispatched_at is None
 
     # Redis is back: the sweeper finds the row and sends it.
-    env = {**server.env, "CELERY_BROKER_URL": broker.url}
+    env = {**server.env, "CELERY_BROKER_URL": broker.url()}
     done = subprocess.run(
         [sys.executable, str(Path(ROOT) / "manage.py"), "dispatch_due"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
@@ -198,4 +198,4 @@ def test_broker_down_still_accepts_and_the_sweeper_sends_later(
     assert "dispatched 1 report(s)" in done.stdout, done.stdout
     log.refresh_from_db()
     assert log.dispatched_at is not None
-    assert redis.Redis.from_url(broker.url).llen("reconcile") == 1
+    assert redis.Redis.from_url(broker.url()).llen("reconcile") == 1

@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 from reconcile_project.worker_exceptions import MAX_EXCEPTIONS, recent_worker_exceptions, record_worker_exception
 from reconciliation.services.accounts import client_key_create
 from tests import factories
-from tests.ops.conftest import RedisServer, free_port
+from tests.processes import RedisServer, free_port
 
 ENDPOINTS = ("/debug/circuit-breakers", "/debug/worker-exceptions")
 

@@ -8,7 +8,7 @@ from django.db.utils import ConnectionHandler
 from django.test import Client, override_settings
 
 from reconcile_project import health
-from tests.ops.conftest import RedisServer, free_port
+from tests.processes import RedisServer, free_port
 
 CHECKS = {"database", "redis", "broker", "workers", "queues", "breakers"}
 

@@ -14,7 +14,7 @@ from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconcile_project import metrics
-from tests.ops.conftest import RedisServer, free_port
+from tests.processes import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from reconciliation.models import ReconciliationLog
 from tests import factories
-from tests.ops.conftest import RedisServer, free_port
+from tests.processes import RedisServer, free_port
 
 pytestmark = [pytest.mark.django_db]
 

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from tests import factories
-from tests.ops.conftest import RedisServer, celery_broker, free_port
-from tests.processes import stop_groups
+from tests.ops.conftest import celery_broker
+from tests.processes import RedisServer, free_port, stop_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))

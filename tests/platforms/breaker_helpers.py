@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,6 +22,7 @@ import redis
 from platforms.breaker import Admission, CircuitBreaker
 from platforms.ratelimit import TokenSource
 from reconcile_project.config import BackoffPolicy, CircuitBreakerSettings
+from tests.processes import RedisServer
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
@@ -53,40 +52,15 @@ def no_retries(budget: float = 5.0) -> BackoffPolicy:
     return BackoffPolicy.model_validate({"max_retries": 0, "attempt_budget_seconds": budget})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def private_redis(port: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A throw-away redis-server (no persistence) on a free port: a Redis the test may kill."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not on PATH")
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    """A throw-away redis-server on a free port (or ``port``): a Redis the test may kill."""
+    server = RedisServer(port)
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                redis_client(url).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.02)
-        yield proc, url
+        assert server.proc is not None
+        yield server.proc, server.url(0)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=5)
+        server.stop()
 
 
 class Verdict(NamedTuple):

@@ -18,10 +18,10 @@ from platforms.breaker import CLOSED, HALF_OPEN, OPEN, UNKNOWN, Admission, Circu
 from tests.platforms.breaker_helpers import (
     breaker_settings,
     delete_prefix,
-    free_port,
     private_redis,
     unique_prefix,
 )
+from tests.processes import free_port
 
 P = "reddit"
 

@@ -18,10 +18,10 @@ from tests.platforms.breaker_helpers import (
     WorkerProcesses,
     WorkerSpec,
     delete_prefix,
-    free_port,
     redis_client,
     unique_prefix,
 )
+from tests.processes import free_port
 
 P = "reddit"
 
