@@ -266,3 +266,44 @@ def test_non_finite_numbers_in_the_threshold_are_stored_as_strings() -> None:
         "metrics": {"views": {"claimed": 10, "platform": 0, "diff": "Infinity"}, "clicks": {"diff": "NaN"}},
         "bounds": ["-Infinity", 0.5],
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_the_lock_the_database_still_keeps_one_alert_per_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite has no advisory locks: the unique (platform, outage start) constraint decides on its own.
+
+    The first raiser holds its transaction open; the second one's insert waits on the unique index,
+    fails when the first commits, and folds into the committed alert instead.
+    """
+    import alerts.services
+
+    monkeypatch.setattr(alerts.services, "_lock_scopes", lambda *_args: None)
+    platform = factories.platform("meta")
+    started = timezone.now() - dt.timedelta(hours=3)
+    first_raised = threading.Event()
+    results: list[RaisedAlert] = []
+    errors: list[BaseException] = []
+
+    def raiser(hold: bool) -> None:
+        try:
+            with transaction.atomic():
+                results.append(raise_alert("PLATFORM_OUTAGE", platform_id=platform.pk, outage_started_at=started))
+                if hold:
+                    first_raised.set()
+                    threading.Event().wait(0.3)  # let the second insert reach the unique index
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=raiser, args=(True,))
+    first.start()
+    assert first_raised.wait(10)
+    second = threading.Thread(target=raiser, args=(False,))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert not errors
+    assert [r.created for r in results] == [True, False]
+    alert = Alert.objects.get(alert_type="PLATFORM_OUTAGE", platform=platform)
+    assert alert.occurrence_count == 2 and alert.outage_started_at == started
