@@ -49,6 +49,9 @@ class Alert(models.Model):
     escalated_from = models.ForeignKey(
         "self", on_delete=models.SET_NULL, related_name="escalations", null=True, blank=True
     )
+    #: PLATFORM_OUTAGE only: when the outage began (Redis time of the failure that opened it). With the
+    #: platform, the key of "one alert per outage", enforced by the database.
+    outage_started_at = models.DateTimeField(null=True, blank=True)
     occurrence_count = models.PositiveIntegerField(default=1)
     last_occurred_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
@@ -69,6 +72,15 @@ class Alert(models.Model):
                 fields=["report", "alert_type"], condition=Q(report__isnull=False), name="alert_one_per_report_type"
             ),
             models.CheckConstraint(condition=Q(occurrence_count__gte=1), name="alert_occurrences_positive"),
+            models.UniqueConstraint(
+                fields=["platform", "outage_started_at"],
+                condition=Q(alert_type="PLATFORM_OUTAGE", outage_started_at__isnull=False),
+                name="alert_one_per_platform_outage",
+            ),
+            models.CheckConstraint(
+                condition=Q(outage_started_at__isnull=True) | Q(alert_type="PLATFORM_OUTAGE", platform__isnull=False),
+                name="alert_outage_start_only_on_platform_outages",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="alert_status_created_idx"),

@@ -1,17 +1,30 @@
-"""Raising alerts: one per (report, type), repeat escalation, storm folding (DESIGN §4 "Alerts").
+"""Raising alerts: one per (report, type), one per outage, repeat escalation, storm folding (DESIGN §4 "Alerts").
 
-Called inside the caller's transaction (the reconciliation apply, the submission); metrics and the
-``Created … alert`` log line are emitted only once that transaction commits.
+Called inside the caller's transaction (the reconciliation apply, the submission, the outage watcher);
+metrics and the ``Created … alert`` log line are emitted only once that transaction commits.
+
+Storm guard. An alert has up to two scopes: its affiliate and its platform. Beyond
+``storm_threshold`` alerts of one type in ``storm_window_minutes`` for *either* scope, a new one folds
+into that scope's latest unresolved alert (its occurrence count) instead of adding a row; the
+affiliate scope is checked first, so one affiliate's wave folds into that affiliate's own alert and a
+platform-wide wave (an adapter returning low numbers, a platform losing posts) folds into the
+platform's. A new row is created only while both scopes are under the threshold (or every alert in
+the tripped scope is resolved: a resolved alert is never re-opened by folding).
+
+The count and the insert that follows are serialised per scope by a transaction-level PostgreSQL
+advisory lock, held until the caller's transaction ends, so concurrent workers cannot all count
+"under the threshold" and all insert. SQLite (``make run``) serialises write transactions anyway.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -50,66 +63,128 @@ def alert_raise(
     affiliate_id: int | None = None,
     platform_id: int | None = None,
     report_id: int | None = None,
+    outage_started_at: dt.datetime | None = None,
     settings: AlertingSettings,
     now: dt.datetime | None = None,
 ) -> RaisedAlert:
+    """Raise an alert, or fold it into the one it repeats.
+
+    ``outage_started_at`` (PLATFORM_OUTAGE only, with ``platform_id``) names the outage: the database
+    keeps one alert per (platform, outage start), however many watchers raise it.
+    """
     now = now or timezone.now()
     alert_type = Alert.Type(alert_type)
+    if outage_started_at is not None and (alert_type != Alert.Type.PLATFORM_OUTAGE or platform_id is None):
+        raise ValueError("outage_started_at names a PLATFORM_OUTAGE of a platform")
+    scopes = _scopes(affiliate_id, platform_id)
+    # Inside our own (possibly nested) transaction so that the advisory locks, which last until the
+    # outermost transaction ends, never degrade to per-statement locks in autocommit mode.
+    with transaction.atomic():
+        _lock_scopes(alert_type, scopes)
 
-    # At most one alert per (report, type): a re-check that concludes the same again adds an occurrence.
-    if report_id is not None:
-        existing = Alert.objects.filter(report_id=report_id, alert_type=alert_type).first()
+        # At most one alert per (report, type) and one per outage: a repeat adds an occurrence.
+        existing = _twin(alert_type, report_id=report_id, platform_id=platform_id, outage_started_at=outage_started_at)
         if existing is not None:
             return RaisedAlert(_fold(existing, now, severity=severity), created=False)
 
-    # Storm guard: beyond N of one type for one affiliate (or platform) in the window, fold into the open one.
-    scope = _scope(alert_type, affiliate_id, platform_id)
-    if scope:
+        # Storm guard (module docstring): beyond N of one type for the affiliate or the platform, fold.
         since = now - dt.timedelta(minutes=settings.storm_window_minutes)
-        recent = Alert.objects.filter(alert_type=alert_type, created_at__gte=since, **scope)
-        if recent.count() >= settings.storm_threshold:
-            target = recent.exclude(status=Alert.Status.RESOLVED).order_by("-created_at", "-id").first()
-            if target is not None:
-                return RaisedAlert(_fold(target, now, severity=severity), created=False)
+        for scope in scopes:
+            recent = Alert.objects.filter(alert_type=alert_type, created_at__gte=since, **scope)
+            if recent.count() >= settings.storm_threshold:
+                target = recent.exclude(status=Alert.Status.RESOLVED).order_by("-created_at", "-id").first()
+                if target is not None:
+                    return RaisedAlert(_fold(target, now, severity=severity), created=False)
 
-    escalated_from = None
-    if alert_type in ESCALATING and affiliate_id is not None:
-        since = now - dt.timedelta(hours=settings.repeat_window_hours)
-        escalated_from = (
-            Alert.objects.filter(alert_type=alert_type, affiliate_id=affiliate_id, created_at__gte=since)
-            .order_by("-created_at", "-id")
-            .first()
+        escalated_from = None
+        if alert_type in ESCALATING and affiliate_id is not None:
+            since = now - dt.timedelta(hours=settings.repeat_window_hours)
+            escalated_from = (
+                Alert.objects.filter(alert_type=alert_type, affiliate_id=affiliate_id, created_at__gte=since)
+                .order_by("-created_at", "-id")
+                .first()
+            )
+            if escalated_from is not None:
+                severity = Alert.Severity.CRITICAL
+
+        alert = Alert(
+            alert_type=alert_type,
+            category=CATEGORY[alert_type],
+            severity=severity,
+            title=title[:300],
+            message=message,
+            threshold_breached=json_safe(threshold or {}),
+            affiliate_id=affiliate_id,
+            platform_id=platform_id,
+            report_id=report_id,
+            outage_started_at=outage_started_at,
+            escalated_from=escalated_from,
+            last_occurred_at=now,
         )
-        if escalated_from is not None:
-            severity = Alert.Severity.CRITICAL
-
-    alert = Alert(
-        alert_type=alert_type,
-        category=CATEGORY[alert_type],
-        severity=severity,
-        title=title[:300],
-        message=message,
-        threshold_breached=threshold or {},
-        affiliate_id=affiliate_id,
-        platform_id=platform_id,
-        report_id=report_id,
-        escalated_from=escalated_from,
-        last_occurred_at=now,
-    )
-    try:
-        with transaction.atomic():  # savepoint: a concurrent twin must not abort the caller's transaction
-            alert.save()
-    except IntegrityError:
-        existing = Alert.objects.get(report_id=report_id, alert_type=alert_type)
-        return RaisedAlert(_fold(existing, now, severity=severity), created=False)
-    transaction.on_commit(lambda: _announce(alert))
-    return RaisedAlert(alert, created=True)
+        try:
+            with transaction.atomic():  # savepoint: a concurrent twin must not abort the caller's transaction
+                alert.save()
+        except IntegrityError:
+            existing = _twin(
+                alert_type, report_id=report_id, platform_id=platform_id, outage_started_at=outage_started_at
+            )
+            if existing is None:
+                raise
+            return RaisedAlert(_fold(existing, now, severity=severity), created=False)
+        transaction.on_commit(lambda: _announce(alert))
+        return RaisedAlert(alert, created=True)
 
 
-def _scope(alert_type: str, affiliate_id: int | None, platform_id: int | None) -> dict[str, int]:
-    if alert_type == Alert.Type.PLATFORM_OUTAGE:
-        return {"platform_id": platform_id} if platform_id else {}
-    return {"affiliate_id": affiliate_id} if affiliate_id else {}
+def _twin(
+    alert_type: str, *, report_id: int | None, platform_id: int | None, outage_started_at: dt.datetime | None
+) -> Alert | None:
+    """The alert this one repeats under the database's uniqueness rules, if any."""
+    if report_id is not None:
+        return Alert.objects.filter(report_id=report_id, alert_type=alert_type).first()
+    if outage_started_at is not None and platform_id is not None:
+        return Alert.objects.filter(
+            alert_type=alert_type, platform_id=platform_id, outage_started_at=outage_started_at
+        ).first()
+    return None
+
+
+def _scopes(affiliate_id: int | None, platform_id: int | None) -> list[dict[str, int]]:
+    """The storm guard's scopes, most specific first."""
+    scopes = []
+    if affiliate_id is not None:
+        scopes.append({"affiliate_id": affiliate_id})
+    if platform_id is not None:
+        scopes.append({"platform_id": platform_id})
+    return scopes
+
+
+def _lock_scopes(alert_type: str, scopes: list[dict[str, int]]) -> None:
+    """Serialise count-then-insert per (type, scope) until the caller's transaction ends (PostgreSQL).
+
+    Locks are taken in one global order (sorted keys), so two raises sharing a platform but not an
+    affiliate cannot deadlock.
+    """
+    if connection.vendor != "postgresql" or not scopes:
+        return
+    keys = sorted(f"alerts.storm:{alert_type}:{name}:{value}" for scope in scopes for name, value in scope.items())
+    with connection.cursor() as cursor:
+        for key in keys:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float written as a string ("Infinity", "-Infinity", "NaN").
+
+    Python's json writes them as bare ``Infinity``/``NaN``, which is not JSON: PostgreSQL's jsonb refuses
+    the row. An infinite over-claim (a claim against a platform value of 0) is still worth its alert.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 _SEVERITY_ORDER = {s: i for i, s in enumerate(Alert.Severity.values)}

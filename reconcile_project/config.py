@@ -121,6 +121,9 @@ class AlertingSettings(_Group):
     model_config = SettingsConfigDict(env_prefix="ALERTING_SETTINGS__")
 
     platform_down_escalation_minutes: float = Field(120, gt=0)
+    #: An OPEN breaker whose last failure is older than its cooldown plus this grace is idle (nobody has
+    #: called the platform since), not down: the outage watcher ends the outage there.
+    platform_idle_grace_minutes: float = Field(5, gt=0)
     repeat_window_hours: float = Field(6, ge=0)
     #: Storm guard: beyond this many alerts of one type per affiliate/platform per window, fold.
     storm_threshold: int = Field(20, ge=1)
