@@ -38,25 +38,25 @@ class Alert(models.Model):
     message = models.TextField(blank=True)
     threshold_breached = models.JSONField(default=dict, blank=True)
     affiliate = models.ForeignKey(
-        "reconciliation.Affiliate", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+        "reconciliation.Affiliate", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True
     )
     platform = models.ForeignKey(
-        "platforms.Platform", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+        "platforms.Platform", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True
     )
     report = models.ForeignKey(
-        "reconciliation.AffiliateReport", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+        "reconciliation.AffiliateReport", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True
     )
     escalated_from = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, related_name="escalations", null=True, blank=True
+        "self", on_delete=models.PROTECT, related_name="escalations", null=True, blank=True
     )
     occurrence_count = models.PositiveIntegerField(default=1)
     last_occurred_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution_notes = models.TextField(blank=True)
