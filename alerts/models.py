@@ -38,16 +38,16 @@ class Alert(models.Model):
     message = models.TextField(blank=True)
     threshold_breached = models.JSONField(default=dict, blank=True)
     affiliate = models.ForeignKey(
-        "reconciliation.Affiliate", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+        "reconciliation.Affiliate", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True
     )
     platform = models.ForeignKey(
-        "platforms.Platform", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+        "platforms.Platform", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True
     )
     report = models.ForeignKey(
-        "reconciliation.AffiliateReport", on_delete=models.CASCADE, related_name="alerts", null=True, blank=True
+        "reconciliation.AffiliateReport", on_delete=models.PROTECT, related_name="alerts", null=True, blank=True
     )
     escalated_from = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, related_name="escalations", null=True, blank=True
+        "self", on_delete=models.PROTECT, related_name="escalations", null=True, blank=True
     )
     #: PLATFORM_OUTAGE only: when the outage began (Redis time of the failure that opened it). With the
     #: platform, the key of "one alert per outage", enforced by the database.
@@ -55,11 +55,11 @@ class Alert(models.Model):
     occurrence_count = models.PositiveIntegerField(default=1)
     last_occurred_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, related_name="+", null=True, blank=True
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution_notes = models.TextField(blank=True)

@@ -132,11 +132,9 @@ def wait_ready(check, timeout: float = 30) -> None:
 
 def setup() -> tuple[Campaign, list[Affiliate]]:
     call_command("migrate", verbosity=0)
-    with transaction.atomic():
-        ReconciliationAttempt.objects.all().delete()
-        AffiliateReport.objects.all().delete()
-        Post.objects.all().delete()
-        Campaign.objects.all().delete()
+    # The bench database is disposable: empty it whole (TRUNCATE). Row deletes would be refused, evidence
+    # protects what it is about, and would leave trust scores that their ledger no longer sums to.
+    call_command("flush", interactive=False, verbosity=0)
     platform, _ = Platform.objects.update_or_create(
         slug="youtube", defaults={"name": "YouTube", "config": {"quota_rps": 100000}}
     )

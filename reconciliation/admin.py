@@ -1,9 +1,39 @@
+"""The analysts' admin. What the engine and the submission service write (claims and their posts, logs,
+attempts, platform snapshots, the trust ledger) is evidence: it is shown here, never added, edited or deleted
+(DESIGN §9). A correction is a new claim through the API; a re-check is a new attempt.
+"""
+
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from reconciliation import models
+
+
+class EvidenceAdminMixin:
+    """View-only: no add, change or delete page (they answer 403) and no bulk delete action."""
+
+    model: type[Model]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+        # Every column is shown, including those a form leaves out (ids, auto_now stamps).
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+class EvidenceAdmin(EvidenceAdminMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(models.Client)
@@ -45,39 +75,28 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.Post)
-class PostAdmin(admin.ModelAdmin):
+class PostAdmin(EvidenceAdmin):
+    """A post's URL, affiliate and campaign are part of every claim made about it."""
+
     list_display = ("id", "platform", "platform_post_id", "affiliate", "campaign", "created_at")
     list_filter = ("platform",)
     search_fields = ("url", "platform_post_id", "affiliate__email")
     list_select_related = ("platform", "affiliate", "campaign__client")
-    raw_id_fields = ("campaign", "affiliate")
 
 
-class ReconciliationLogInline(admin.StackedInline):
+class ReconciliationLogInline(EvidenceAdminMixin, admin.StackedInline):
     model = models.ReconciliationLog
-    can_delete = False
     extra = 0
-    readonly_fields = [f.name for f in models.ReconciliationLog._meta.fields]
 
 
-class AttemptInline(admin.TabularInline):
+class AttemptInline(EvidenceAdminMixin, admin.TabularInline):
     model = models.ReconciliationAttempt
     extra = 0
-    can_delete = False
-    readonly_fields = (
-        "number",
-        "started_at",
-        "finished_at",
-        "outcome",
-        "status",
-        "missing_reason",
-        "duration_ms",
-        "worker",
-    )
+    fields = ("number", "started_at", "finished_at", "outcome", "status", "missing_reason", "duration_ms", "worker")
 
 
 @admin.register(models.AffiliateReport)
-class AffiliateReportAdmin(admin.ModelAdmin):
+class AffiliateReportAdmin(EvidenceAdmin):
     list_display = (
         "id",
         "post",
@@ -91,8 +110,6 @@ class AffiliateReportAdmin(admin.ModelAdmin):
     list_filter = ("submission_method", "log__status")
     search_fields = ("post__url", "post__affiliate__email", "idempotency_key", "request_id")
     list_select_related = ("post__platform", "log")
-    readonly_fields = ("evidence", "suspicion_flags", "request_id", "idempotency_key", "submitted_at")
-    raw_id_fields = ("post",)
     inlines = (ReconciliationLogInline, AttemptInline)
 
     @admin.display(description="status", ordering="log__status")
@@ -102,7 +119,7 @@ class AffiliateReportAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.ReconciliationLog)
-class ReconciliationLogAdmin(admin.ModelAdmin):
+class ReconciliationLogAdmin(EvidenceAdmin):
     list_display = (
         "report",
         "status",
@@ -116,30 +133,26 @@ class ReconciliationLogAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "discrepancy_level", "missing_reason", "terminal")
     search_fields = ("report__id", "report__post__url")
-    readonly_fields = [f.name for f in models.ReconciliationLog._meta.fields]
     list_select_related = ("report",)
 
 
 @admin.register(models.ReconciliationAttempt)
-class ReconciliationAttemptAdmin(admin.ModelAdmin):
+class ReconciliationAttemptAdmin(EvidenceAdmin):
     list_display = ("report", "number", "outcome", "status", "missing_reason", "duration_ms", "worker", "started_at")
     list_filter = ("outcome", "missing_reason", "is_recheck")
     search_fields = ("report__id", "worker")
-    readonly_fields = [f.name for f in models.ReconciliationAttempt._meta.fields]
 
 
 @admin.register(models.PlatformReport)
-class PlatformReportAdmin(admin.ModelAdmin):
+class PlatformReportAdmin(EvidenceAdmin):
     list_display = ("post", "platform", "views", "clicks", "conversions", "fetched_at")
     list_filter = ("platform",)
-    readonly_fields = [f.name for f in models.PlatformReport._meta.fields]
     list_select_related = ("platform",)
 
 
 @admin.register(models.TrustEvent)
-class TrustEventAdmin(admin.ModelAdmin):
+class TrustEventAdmin(EvidenceAdmin):
     list_display = ("affiliate", "event", "delta", "effective_delta", "score_after", "report", "created_at")
     list_filter = ("event",)
     search_fields = ("affiliate__email", "report__id")
-    readonly_fields = [f.name for f in models.TrustEvent._meta.fields]
     list_select_related = ("affiliate",)

@@ -248,7 +248,7 @@ class ReconciliationLogQuerySet(models.QuerySet):
 class ReconciliationLog(models.Model):
     """The current state of one report's reconciliation; the row is also the work queue's outbox."""
 
-    report = models.OneToOneField(AffiliateReport, on_delete=models.CASCADE, related_name="log")
+    report = models.OneToOneField(AffiliateReport, on_delete=models.PROTECT, related_name="log")
     status = models.CharField(max_length=32, choices=ReconciliationStatus.choices, default=ReconciliationStatus.PENDING)
     discrepancy_level = models.CharField(max_length=10, choices=DiscrepancyLevel.choices, null=True, blank=True)
     views_diff = models.BigIntegerField(null=True, blank=True)
@@ -301,7 +301,7 @@ class ReconciliationAttempt(models.Model):
         DISCARDED = "DISCARDED"
         ERROR = "ERROR"
 
-    report = models.ForeignKey(AffiliateReport, on_delete=models.CASCADE, related_name="attempts")
+    report = models.ForeignKey(AffiliateReport, on_delete=models.PROTECT, related_name="attempts")
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -323,9 +323,9 @@ class ReconciliationAttempt(models.Model):
 class PlatformReport(models.Model):
     """What the platform reported for a post at one attempt (None = the platform gave no value)."""
 
-    post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="platform_reports")
+    post = models.ForeignKey(Post, on_delete=models.PROTECT, related_name="platform_reports")
     attempt = models.OneToOneField(
-        ReconciliationAttempt, on_delete=models.CASCADE, related_name="platform_report", null=True, blank=True
+        ReconciliationAttempt, on_delete=models.PROTECT, related_name="platform_report", null=True, blank=True
     )
     platform = models.ForeignKey("platforms.Platform", on_delete=models.PROTECT, related_name="reports")
     views = models.BigIntegerField(null=True, blank=True)
@@ -345,9 +345,9 @@ class PlatformReport(models.Model):
 class TrustEvent(models.Model):
     """One movement of an affiliate's trust score; the ledger is unique per attempt."""
 
-    affiliate = models.ForeignKey(Affiliate, on_delete=models.CASCADE, related_name="trust_events")
-    report = models.ForeignKey(AffiliateReport, on_delete=models.CASCADE, related_name="trust_events")
-    attempt = models.OneToOneField(ReconciliationAttempt, on_delete=models.CASCADE, related_name="trust_event")
+    affiliate = models.ForeignKey(Affiliate, on_delete=models.PROTECT, related_name="trust_events")
+    report = models.ForeignKey(AffiliateReport, on_delete=models.PROTECT, related_name="trust_events")
+    attempt = models.OneToOneField(ReconciliationAttempt, on_delete=models.PROTECT, related_name="trust_event")
     event = models.CharField(max_length=32)
     #: The nominal delta (the invariant sums these) and the clamped change actually applied.
     delta = models.DecimalField(max_digits=6, decimal_places=4)

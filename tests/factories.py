@@ -10,14 +10,18 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
+from alerts.models import Alert
 from platforms.models import Platform
 from reconciliation.models import (
     Affiliate,
     AffiliateReport,
     Campaign,
     Client,
+    PlatformReport,
     Post,
+    ReconciliationAttempt,
     ReconciliationLog,
+    TrustEvent,
 )
 
 _seq = itertools.count(1)
@@ -82,6 +86,54 @@ def report(*, with_log: bool = True, **fields: Any) -> AffiliateReport:
     if with_log:
         ReconciliationLog.objects.create(report=obj, next_attempt_at=obj.submitted_at)
     return obj
+
+
+def attempt(report: AffiliateReport, **fields: Any) -> ReconciliationAttempt:
+    number = fields.pop("number", None) or report.attempts.count() + 1
+    return ReconciliationAttempt.objects.create(
+        **{"report": report, "number": number, "started_at": timezone.now(), "worker": "test", **fields}
+    )
+
+
+def snapshot(
+    attempt: ReconciliationAttempt | None = None, *, post: Post | None = None, **fields: Any
+) -> PlatformReport:
+    """What the platform reported at ``attempt`` (as the attempt's apply step writes it), or for ``post``."""
+    post = post or attempt.report.post  # type: ignore[union-attr]
+    return PlatformReport.objects.create(
+        **{"post": post, "attempt": attempt, "platform_id": post.platform_id, "fetched_at": timezone.now(), **fields}
+    )
+
+
+def trust_event(attempt: ReconciliationAttempt, **fields: Any) -> TrustEvent:
+    """A ledger row for ``attempt``; the affiliate's score is left alone (the row is only evidence here)."""
+    report = attempt.report
+    return TrustEvent.objects.create(
+        **{
+            "affiliate_id": report.post.affiliate_id,
+            "report": report,
+            "attempt": attempt,
+            "event": "overclaim",
+            "delta": Decimal("-0.1000"),
+            "effective_delta": Decimal("-0.1000"),
+            "score_after": Decimal("0.4000"),
+            **fields,
+        }
+    )
+
+
+def alert(**fields: Any) -> Alert:
+    alert_type = fields.pop("alert_type", Alert.Type.OVERCLAIM)
+    return Alert.objects.create(
+        **{
+            "alert_type": alert_type,
+            "category": Alert.Category.FRAUD,
+            "severity": Alert.Severity.HIGH,
+            "title": f"{alert_type} {next(_seq)}",
+            "last_occurred_at": timezone.now(),
+            **fields,
+        }
+    )
 
 
 def score(value: str) -> Decimal:

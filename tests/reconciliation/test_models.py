@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, models, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from alerts.models import Alert
+from platforms.adapters.base import PlatformMetrics
+from platforms.fetcher import FetchOutcome
 from reconciliation.models import (
+    Affiliate,
     AffiliateAPIKey,
     AffiliateReport,
+    PlatformReport,
+    Post,
     ReconciliationAttempt,
     ReconciliationLog,
+    TrustEvent,
 )
+from reconciliation.services.attempts import attempt_run
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -135,3 +144,118 @@ def test_every_update_of_a_log_stamps_updated_at() -> None:
     before = timezone.now()
     ReconciliationLog.objects.filter(report=report).update(dispatched_at=None)
     assert ReconciliationLog.objects.get(report=report).updated_at >= before
+
+
+# --- The verdict trail is append-only: what it is evidence of cannot be deleted from under it. ---
+
+#: The records the engine and the submission service write as evidence (claims, their state and history).
+EVIDENCE = (Post, AffiliateReport, ReconciliationLog, ReconciliationAttempt, PlatformReport, TrustEvent, Alert)
+
+
+@pytest.mark.parametrize("model", EVIDENCE, ids=lambda m: m.__name__)
+def test_every_foreign_key_of_evidence_protects_its_target(model: type[models.Model]) -> None:
+    """A cascade would delete evidence with its subject, SET_NULL would rewrite it: neither is allowed."""
+    for field in model._meta.get_fields():
+        if field.many_to_one or field.one_to_one:
+            if field.concrete:
+                assert field.remote_field is not None
+                assert field.remote_field.on_delete is models.PROTECT, f"{model.__name__}.{field.name}"
+
+
+@pytest.fixture
+def trail() -> dict[str, Any]:
+    """One of each piece of evidence, linked as the engine links them, and what each is evidence of."""
+    report = factories.report()
+    post = report.post
+    attempt = factories.attempt(report)
+    analyst = get_user_model().objects.create_user("analyst", "analyst@example.com", "pw", is_staff=True)
+    first = factories.alert(alert_type=Alert.Type.OVERCLAIM, affiliate=post.affiliate)
+    return {
+        "report": report,
+        "post": post,
+        "affiliate": post.affiliate,
+        "platform": post.platform,
+        "attempt": attempt,
+        "analyst": analyst,
+        "first_alert": first,
+        "log": report.log,
+        "snapshot": factories.snapshot(attempt),
+        # A platform's answer kept without an attempt (nullable link): the post alone is its subject.
+        "loose_snapshot": factories.snapshot(post=post),
+        "trust_event": factories.trust_event(attempt),
+        "alert": factories.alert(
+            alert_type=Alert.Type.OVERCLAIM,
+            report=report,
+            affiliate=post.affiliate,
+            platform=post.platform,
+            escalated_from=first,
+            acknowledged_by=analyst,
+            resolved_by=analyst,
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("target", "evidence"),
+    [
+        ("report", "log"),
+        ("report", "attempt"),
+        ("report", "trust_event"),
+        ("report", "alert"),
+        ("post", "snapshot"),
+        ("post", "loose_snapshot"),
+        ("attempt", "snapshot"),
+        ("attempt", "trust_event"),
+        ("affiliate", "trust_event"),
+        ("affiliate", "alert"),
+        ("platform", "alert"),
+        ("first_alert", "alert"),
+        ("analyst", "alert"),
+    ],
+)
+def test_deleting_what_evidence_is_about_is_refused(trail: dict[str, Any], target: str, evidence: str) -> None:
+    row = trail[evidence]
+    with pytest.raises(ProtectedError) as refused:
+        with transaction.atomic():
+            trail[target].delete()
+    assert row in refused.value.protected_objects
+    assert type(row)._default_manager.filter(pk=row.pk).exists()
+
+
+def test_a_reconciled_over_claim_keeps_its_whole_trail_when_its_report_is_deleted() -> None:
+    """Through the engine: a report judged an over-claim has a log, an attempt, a snapshot, a ledger row and
+    an alert; deleting the report is refused and every one of them is still there."""
+    report = factories.report(claimed_views=1000, claimed_clicks=100, claimed_conversions=10)
+    metrics = PlatformMetrics(100, 10, 1, raw={"sandbox": True})
+    outcome = FetchOutcome(metrics=metrics, missing_fields=metrics.missing_fields(), attempts=1, duration_seconds=0.01)
+    now = report.submitted_at + dt.timedelta(seconds=1)
+    attempt_run(report_id=report.pk, worker="test", fetcher=lambda _c: outcome, clock=lambda: now)
+    trail = {
+        "log": ReconciliationLog.objects.filter(report=report),
+        "attempt": ReconciliationAttempt.objects.filter(report=report),
+        "snapshot": PlatformReport.objects.filter(attempt__report=report),
+        "trust_event": TrustEvent.objects.filter(report=report),
+        "alert": Alert.objects.filter(report=report, alert_type=Alert.Type.OVERCLAIM),
+    }
+    before = {name: rows.count() for name, rows in trail.items()}
+    assert all(before.values()), before
+
+    with pytest.raises(ProtectedError):
+        with transaction.atomic():
+            report.delete()
+    with pytest.raises(ProtectedError):
+        with transaction.atomic():
+            Affiliate.objects.filter(pk=report.post.affiliate_id).delete()
+
+    assert {name: rows.count() for name, rows in trail.items()} == before
+    assert AffiliateReport.objects.filter(pk=report.pk).exists()
+
+
+def test_an_affiliate_without_evidence_can_still_be_deleted_with_its_keys() -> None:
+    """Keys are credentials, not evidence: they go with their affiliate (and may be deleted on their own)."""
+    affiliate = factories.affiliate()
+    key, _ = AffiliateAPIKey.objects.create_key(name="k", affiliate=affiliate)
+    other, _ = AffiliateAPIKey.objects.create_key(name="k2", affiliate=affiliate)
+    other.delete()
+    affiliate.delete()
+    assert not AffiliateAPIKey.objects.filter(pk=key.pk).exists()
