@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('alerts', '0001_initial'),
+        ('alerts', '0002_alert_outage_started_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
