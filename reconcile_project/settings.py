@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI and ReDoc as static files of a pinned package: /api/docs/ works offline, no CDN.
+    "drf_spectacular_sidecar",
     "reconciliation",
     "platforms",
     "alerts",
@@ -278,6 +280,9 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PATH_CONVERTER_OVERRIDES": {"api_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {"ReconciliationStatusEnum": "reconciliation.models.ReconciliationStatus.choices"},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Security -------------------------------------------------------------------------------------
