@@ -273,6 +273,9 @@ SPECTACULAR_SETTINGS = {
         '`{"error": {"code", "message", "fields"?}, "request_id"}`.'
     ),
     "VERSION": VERSION,
+    # 3.1: full JSON Schema, so the document can state what the API enforces on evidence keys
+    # (patternProperties), which OpenAPI 3.0 cannot express.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The document and its UI are public: a stale key in the browser must not turn them into a 401.
     "SERVE_AUTHENTICATION": [],
@@ -280,6 +283,12 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PATH_CONVERTER_OVERRIDES": {"api_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {"ReconciliationStatusEnum": "reconciliation.models.ReconciliationStatus.choices"},
+    # After the default enum hook: bodies are required, and the evidence field's per-depth schemas.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "reconciliation.api.schema.require_request_bodies",
+        "reconciliation.api.schema.add_evidence_components",
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
