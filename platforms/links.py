@@ -27,6 +27,23 @@ MAX_URL_LENGTH: Final = 2048
 
 SUPPORTED_PLATFORMS: Final[tuple[str, ...]] = ("reddit", "instagram", "tiktok", "youtube", "x", "meta")
 
+#: Other names people give a platform: its former name, or the site we reach through the company's API.
+PLATFORM_ALIASES: Final[Mapping[str, str]] = {"twitter": "x", "facebook": "meta"}
+
+
+def platform_slug(name: object) -> str | None:
+    """The platform slug ``name`` stands for, in any letter case (``"YouTube"``, ``"TWITTER"``), or None.
+
+    A slug or an alias of :data:`PLATFORM_ALIASES`; ASCII only, so no Unicode case folding can turn a
+    lookalike into a slug.
+    """
+    if not isinstance(name, str) or not name.isascii():
+        return None
+    key = name.lower()
+    if key in SUPPORTED_PLATFORMS:
+        return key
+    return PLATFORM_ALIASES.get(key)
+
 
 class InvalidPostURL(ValueError):
     """The input is not a link to a single post of a supported platform.

@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI and ReDoc as static files of a pinned package: /api/docs/ works offline, no CDN.
+    "drf_spectacular_sidecar",
     "reconciliation",
     "platforms",
     "alerts",
@@ -271,6 +273,9 @@ SPECTACULAR_SETTINGS = {
         '`{"error": {"code", "message", "fields"?}, "request_id"}`.'
     ),
     "VERSION": VERSION,
+    # 3.1: full JSON Schema, so the document can state what the API enforces on evidence keys
+    # (patternProperties), which OpenAPI 3.0 cannot express.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # The document and its UI are public: a stale key in the browser must not turn them into a 401.
     "SERVE_AUTHENTICATION": [],
@@ -278,6 +283,15 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "PATH_CONVERTER_OVERRIDES": {"api_id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {"ReconciliationStatusEnum": "reconciliation.models.ReconciliationStatus.choices"},
+    # After the default enum hook: bodies are required, and the evidence field's per-depth schemas.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "reconciliation.api.schema.require_request_bodies",
+        "reconciliation.api.schema.add_evidence_components",
+    ],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Security -------------------------------------------------------------------------------------

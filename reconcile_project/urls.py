@@ -1,15 +1,22 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from reconcile_project import debug_views, health, metrics
+from reconciliation.api.exceptions import api_not_found, read_only
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     # The REST API (README "API"); its OpenAPI document and Swagger UI.
     path("api/v1/", include("reconciliation.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Each with and without the slash (see reconciliation/api/urls.py); Swagger UI from static files.
+    path("api/schema/", read_only(SpectacularAPIView.as_view()), name="api-schema"),
+    path("api/schema", read_only(SpectacularAPIView.as_view())),
+    path("api/docs/", read_only(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    path("api/docs", read_only(SpectacularSwaggerView.as_view(url_name="api-schema"))),
+    # Any other /api/ path is the envelope's 404 for every method. Because it resolves, APPEND_SLASH
+    # never answers an API path with a redirect (a client follows a 301 as a GET and drops the body).
+    re_path(r"^api(?:/|$)", api_not_found),
     # Operations (docs/RUNBOOK.md): probes, Prometheus, staff-only debugging.
     path("health", health.health, name="health"),
     path("health/detailed", health.health_detailed, name="health-detailed"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -23,6 +24,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -188,6 +190,31 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     if _is_api(request):
         return _json(request, 404, "not_found", "Not found.")
     return defaults.page_not_found(request, exception or Http404())
+
+
+def read_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """GET and HEAD only, any other method the envelope's 405: for the OpenAPI document and its UI.
+
+    Their views render YAML or an HTML template, which cannot render an error (OPTIONS on the Swagger
+    page was a 500). Not ``functools.wraps``: the copied view attributes would list it in the document.
+    """
+
+    @csrf_exempt
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            message = f'Method "{request.method}" not allowed.'
+            response = _json(request, 405, "method_not_allowed", message)
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    """Every method on an unknown /api/ path: the envelope's 404 (no CSRF page, no slash redirect)."""
+    return _json(request, 404, "not_found", "Not found.")
 
 
 def handler500(request: HttpRequest) -> HttpResponse:

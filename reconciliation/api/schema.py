@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
 from reconciliation.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from reconciliation.api.idempotency import KEY_PATTERN
-from reconciliation.api.serializers import ErrorEnvelopeOutput
+from reconciliation.api.serializers import ErrorEnvelopeOutput, evidence_components
 
 
 class APIKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -30,6 +30,42 @@ class APIKeyAuthenticationScheme(OpenApiAuthenticationExtension):
                 "creation (`manage.py create_affiliate`, `create_client`) and stored hashed."
             ),
         }
+
+
+class ReconciliationRunInputScheme(OpenApiSerializerExtension):
+    """Exactly one selector: as a schema, one property out of three and no other (the serializer's rule)."""
+
+    target_class = "reconciliation.api.serializers.ReconciliationRunInput"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
+        schema.pop("required", None)
+        return {
+            **schema,
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": False,
+            "description": "Exactly one of `report_id`, `campaign_id` or `status`.",
+        }
+
+
+def add_evidence_components(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: the per-depth schemas the evidence field refers to (one copy each)."""
+    result.setdefault("components", {}).setdefault("schemas", {}).update(evidence_components())
+    return result
+
+
+def require_request_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: every operation that takes a body refuses a request without one.
+
+    drf-spectacular marks a body required only when its schema has required properties, which a
+    "one of three" body cannot have.
+    """
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+    return result
 
 
 _RID = "0b7e9c1e-5d2a-4f5e-9a51-6c1f0f0d2a10"

@@ -1,6 +1,7 @@
 """Input and output shapes of the API.
 
-Inputs are strict: counts must be JSON integers (not ``1.0``, ``"1"`` or ``true``), strings are
+Inputs are strict: counts must be JSON integers (``3.0`` is 3 as JSON Schema reads it, not ``1.5``,
+``"1"`` or ``true``), strings are
 length-capped and may not carry NUL, lone surrogates or control characters (PostgreSQL cannot store the
 first two; a 500 is not an answer to bad input), and ``evidence`` is a small, shallow JSON object.
 Outputs are plain serializers over the objects the selectors load; they document the schema too.
@@ -13,14 +14,13 @@ import math
 import re
 from typing import Any
 
-from django.conf import settings
-from django.core.validators import URLValidator
+from django.core.validators import RegexValidator
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from reconciliation import rules
-from reconciliation.api.filters import MAX_ID
+from reconciliation.api.filters import MAX_ID, platform_of, platform_schema, unknown_platform_message
 from reconciliation.models import ReconciliationStatus
 from reconciliation.services.submissions import MAX_CLAIM
 
@@ -32,7 +32,6 @@ POST_URL_MAX_LENGTH = 2048
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
-_http_url = URLValidator(schemes=["http", "https"])
 
 
 def _check_text(value: str, *, allow_newlines: bool = False) -> None:
@@ -43,11 +42,17 @@ def _check_text(value: str, *, allow_newlines: bool = False) -> None:
 
 
 class StrictIntegerField(serializers.IntegerField):
-    """An integer that was a JSON integer: floats, booleans and numeric strings are refused."""
+    """A JSON integer: fractions, booleans and numeric strings are refused.
 
-    default_error_messages = {"invalid": "Must be a JSON integer (not a float, string or boolean)."}
+    ``3.0`` is accepted as 3: the document is OpenAPI 3.1, whose JSON Schema calls any number without a
+    fractional part an integer, so refusing it would refuse what the document declares valid.
+    """
+
+    default_error_messages = {"invalid": "Must be a JSON integer (not a fraction, string or boolean)."}
 
     def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -67,7 +72,26 @@ class ClaimField(StrictIntegerField):
         super().__init__(**kwargs)
 
 
+@extend_schema_field(platform_schema())
+class PlatformField(serializers.Field):
+    """A platform slug or alias in any letter case (``YouTube``, ``twitter``), stored as the slug."""
+
+    def to_internal_value(self, data: Any) -> str:
+        slug = platform_of(data)
+        if slug is None:
+            raise serializers.ValidationError(unknown_platform_message(), code="invalid_choice")
+        return slug
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
 class SafeCharField(serializers.CharField):
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # Documents the rule of _check_text as the field's `pattern` (drf-spectacular reads regex validators).
+        self.validators.append(RegexValidator(SAFE_LINE_PATTERN, message="Contains control characters."))
+
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
@@ -76,15 +100,85 @@ class SafeCharField(serializers.CharField):
         return value
 
 
+# Patterns of the document (ECMA-262 and Python read them alike). Unpaired surrogates, which the API
+# refuses too, are not in them: they are not Unicode text, and a surrogate range makes fuzzers ignore
+# the whole pattern.
+#: A string the database can store: no NUL.
+STORABLE_TEXT_PATTERN = r"^[^\u0000]*$"
+#: An http(s) URL with a host and nothing that a browser would drop or re-read (whitespace, controls).
+HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\u0000-\u0020\u007f/?#@\\]+(?:[/?#][^\u0000-\u0020\u007f]*)?$"
+#: Evidence keys whose string values must be http(s) URLs ("url", "screenshot_url", any letter case).
+URL_KEY_PATTERN = r"(?:^|_)[Uu][Rr][Ll]$"
+_HTTP_URL = re.compile(HTTP_URL_PATTERN)
+_URL_KEY = re.compile(URL_KEY_PATTERN.replace("$", r"\Z"))  # Python's "$" also matches before a final newline
+#: One line of text the database can store: what SafeCharField accepts, stated for the document.
+SAFE_LINE_PATTERN = r"^[^\u0000-\u001f\u007f]*$"
+
+
+def _evidence_value_name(depth: int, *, url: bool) -> str:
+    return f"Evidence{'Url' if url else ''}ValueAtDepth{depth}"
+
+
+def _evidence_value_schema(depth: int, *, url: bool) -> dict[str, Any]:
+    """The schema of a value at ``depth`` (the evidence object is depth 1), under a URL key or not.
+
+    Unrolled to EVIDENCE_MAX_DEPTH (one component per depth, see evidence_components) so that the
+    document states the nesting limit exactly.
+    """
+    string: dict[str, Any] = (
+        {"type": "string", "maxLength": EVIDENCE_MAX_STRING, "pattern": HTTP_URL_PATTERN}
+        if url
+        else {"type": "string", "maxLength": EVIDENCE_MAX_STRING, "pattern": STORABLE_TEXT_PATTERN}
+    )
+    scalars: list[dict[str, Any]] = [string, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
+    if depth > EVIDENCE_MAX_DEPTH:
+        return {"anyOf": scalars}
+    return {
+        "anyOf": [
+            *scalars,
+            # A list's items inherit the key it is under; an object's values have keys of their own.
+            {"type": "array", "items": _ref(_evidence_value_name(depth + 1, url=url))},
+            _evidence_object_schema(depth),
+        ]
+    }
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _evidence_object_schema(depth: int) -> dict[str, Any]:
+    # Keys as patterns (OpenAPI 3.0 has no propertyNames): at most EVIDENCE_MAX_STRING characters, no
+    # NUL. A key matching both patterns must satisfy both schemas; a URL value satisfies either.
+    any_key = rf"^[^\u0000]{{0,{EVIDENCE_MAX_STRING}}}$"
+    url_key = rf"^(?:[^\u0000]{{0,{EVIDENCE_MAX_STRING - 4}}}_)?[Uu][Rr][Ll]$"
+    return {
+        "type": "object",
+        "patternProperties": {
+            url_key: _ref(_evidence_value_name(depth + 1, url=True)),
+            any_key: _ref(_evidence_value_name(depth + 1, url=False)),
+        },
+        "additionalProperties": False,
+    }
+
+
+def evidence_components() -> dict[str, dict[str, Any]]:
+    """The schemas the evidence field refers to, added to the document by schema.add_evidence_components."""
+    return {
+        _evidence_value_name(depth, url=url): _evidence_value_schema(depth, url=url)
+        for depth in range(2, EVIDENCE_MAX_DEPTH + 2)
+        for url in (False, True)
+    }
+
+
 @extend_schema_field(
     {
-        "type": "object",
-        "additionalProperties": True,
+        **_evidence_object_schema(1),
         "description": (
             f"Free-form proof of the claim (screenshots' URLs, dashboard exports), stored as JSON and never "
             f"rendered as HTML. At most {EVIDENCE_MAX_BYTES} bytes serialised and {EVIDENCE_MAX_DEPTH} levels "
-            f"deep; strings at most {EVIDENCE_MAX_STRING} characters; a value under a key named `url` or "
-            f"ending in `_url` must be an http(s) URL."
+            f"deep; keys and strings at most {EVIDENCE_MAX_STRING} characters, without NUL; a string under a "
+            f"key named `url` or ending in `_url` (any letter case) must be an http(s) URL."
         ),
         "example": {"screenshot_url": "https://img.example.com/s/123.png", "note": "from the creator dashboard"},
     }
@@ -116,11 +210,8 @@ def _check_json(value: Any, *, depth: int, key: str) -> None:
             _check_json(item, depth=depth + 1, key=key)
     elif isinstance(value, str):
         _check_string(value)
-        if key.lower() == "url" or key.lower().endswith("_url"):
-            try:
-                _http_url(value)
-            except Exception:
-                raise serializers.ValidationError(f"{key}: must be an http(s) URL.") from None
+        if _URL_KEY.search(key) and not _HTTP_URL.fullmatch(value):
+            raise serializers.ValidationError(f"{key}: must be an http(s) URL.")
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise serializers.ValidationError("Numbers must be finite.")
@@ -150,7 +241,7 @@ class ClaimsInput(serializers.Serializer):
 
 class SubmissionCreateInput(ClaimsInput):
     campaign_id = IdField()
-    platform = serializers.ChoiceField(choices=settings.PLATFORM_SLUGS)
+    platform = PlatformField()
     post_url = SafeCharField(
         max_length=POST_URL_MAX_LENGTH,
         help_text="Link to one post (http or https). Normalised; tracking parameters are dropped.",

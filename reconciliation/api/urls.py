@@ -1,8 +1,17 @@
-"""``/api/v1/`` routes (included from reconcile_project/urls.py with namespace ``api``)."""
+"""``/api/v1/`` routes (included from reconcile_project/urls.py with namespace ``api``).
+
+Every route answers with and without its trailing slash. Django's APPEND_SLASH would otherwise answer
+``POST /api/v1/submissions`` with a 301, which common clients follow as a GET: the claim is dropped
+without an error. The other spelling is a second pattern to the same view, left out of the OpenAPI
+document (``schema=None``) so that each operation is documented once, under its canonical path.
+"""
 
 from __future__ import annotations
 
-from django.urls import path, register_converter
+from typing import Any
+
+from django.urls import URLPattern, path, register_converter
+from rest_framework.views import APIView
 
 from reconciliation.api import (
     schema,  # noqa: F401  (registers the Bearer security scheme)
@@ -24,15 +33,25 @@ class IdConverter:
 
 register_converter(IdConverter, "api_id")
 
+
+def either_slash(route: str, view: type[APIView], name: str, **initkwargs: Any) -> list[URLPattern]:
+    """``route`` as documented and named, plus its other spelling (slash toggled), undocumented."""
+    other = route.removesuffix("/") if route.endswith("/") else route + "/"
+    return [
+        path(route, view.as_view(**initkwargs), name=name),
+        path(other, view.as_view(**initkwargs, schema=None)),
+    ]
+
+
 app_name = "api"
 
 urlpatterns = [
-    path("submissions/", views.SubmissionsView.as_view(), name="submissions"),
-    path("submissions/<api_id:post_id>/metrics", views.SubmissionMetricsView.as_view(), name="submission-metrics"),
-    path("reports/<api_id:report_id>", views.ReportDetailView.as_view(), name="report-detail"),
-    path("affiliates/me", views.AffiliateMeView.as_view(), name="affiliate-me"),
-    path("campaigns/", views.CampaignListView.as_view(), name="campaigns"),
-    path("campaigns/<api_id:campaign_id>", views.CampaignDetailView.as_view(), name="campaign-detail"),
-    path("campaigns/<api_id:campaign_id>/reports/", views.CampaignReportsView.as_view(), name="campaign-reports"),
-    path("reconciliation/run", views.ReconciliationRunView.as_view(), name="reconciliation-run"),
+    *either_slash("submissions/", views.SubmissionsView, "submissions"),
+    *either_slash("submissions/<api_id:post_id>/metrics", views.SubmissionMetricsView, "submission-metrics"),
+    *either_slash("reports/<api_id:report_id>", views.ReportDetailView, "report-detail"),
+    *either_slash("affiliates/me", views.AffiliateMeView, "affiliate-me"),
+    *either_slash("campaigns/", views.CampaignListView, "campaigns"),
+    *either_slash("campaigns/<api_id:campaign_id>", views.CampaignDetailView, "campaign-detail"),
+    *either_slash("campaigns/<api_id:campaign_id>/reports/", views.CampaignReportsView, "campaign-reports"),
+    *either_slash("reconciliation/run", views.ReconciliationRunView, "reconciliation-run"),
 ]

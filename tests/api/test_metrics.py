@@ -68,7 +68,7 @@ def test_unknown_and_out_of_range_post_ids_are_404(api: APIClient, world: World)
     [
         {},
         {**CLAIMS, "claimed_views": -5},
-        {**CLAIMS, "claimed_clicks": 3.0},
+        {**CLAIMS, "claimed_clicks": 3.5},
         {**CLAIMS, "evidence": ["x"]},
     ],
 )

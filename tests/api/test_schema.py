@@ -2,8 +2,10 @@
 
 The run loads ``/api/schema/`` from the Django WSGI app in-process and, for every operation, sends
 hypothesis-generated requests (schema-valid and schema-violating ones, bounded) with a valid key of the
-right kind, against a world with real ids. It fails on any 5xx and on any response the document does
-not describe (status, content type, body schema, headers).
+right kind, against a world with real ids. It fails on any 5xx, on any response the document does
+not describe (status, content type, body schema, headers), on a schema-valid request the API refuses
+(positive data acceptance: the document must declare every bound the API enforces) and on a
+schema-violating request it accepts (negative data rejection).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import schemathesis
@@ -23,14 +26,19 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 
+from platforms.links import platform_slug
 from reconcile_project.config import RateLimitSettings
+from tests import factories
 from tests.api.conftest import World, bearer, make_world, submission
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +50,21 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     response_headers_conformance,
+    positive_data_acceptance,
+    negative_data_rejection,
 ]
+#: Stricter than schemathesis' defaults: no redirect (a 301 drops a POST's body), and a 5xx is never an
+#: acceptable answer to anything (not_a_server_error reports those on their own).
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "checks": {
+            "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "403", "404", "409", "429"]},
+            "negative_data_rejection": {
+                "expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "429"]
+            },
+        }
+    }
+)
 
 
 @contextmanager
@@ -118,18 +140,26 @@ def _key_for(path: str, world: World) -> str:
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(generous_limits: None, api: Any) -> None:
     world = make_world()
-    created = api.post(
-        "/api/v1/submissions/", submission(world.campaign, "st1"), format="json", **bearer(world.owner_key)
-    )
-    assert created.status_code == 201
+    factories.campaign(platforms=("reddit",), client=world.client)  # two campaigns: a second page
+    created = [
+        api.post("/api/v1/submissions/", submission(world.campaign, n), format="json", **bearer(world.owner_key))
+        for n in ("st1", "st2")
+    ]
+    assert [r.status_code for r in created] == [201, 201]
     real_ids = {
-        "post_id": created.json()["post_id"],
-        "report_id": created.json()["report_id"],
+        "post_id": created[0].json()["post_id"],
+        "report_id": created[0].json()["report_id"],
         "campaign_id": world.campaign.pk,
+    }
+    # A cursor is a reference the API issued, like an id: positive cases page with real ones.
+    cursors = {
+        path: _next_cursor(api, path.format(**real_ids), _key_for(path, world))
+        for path in ("/api/v1/submissions/", "/api/v1/campaigns/", "/api/v1/campaigns/{campaign_id}/reports/")
     }
 
     with in_process_wsgi() as wsgi_app:
-        seen = _fuzz(schemathesis.openapi.from_wsgi("/api/schema/?format=json", wsgi_app), world, real_ids)
+        schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", wsgi_app, config=CONFIG)
+        seen = _fuzz(schema, world, real_ids, cursors)
 
     # Every operation was reached and succeeded at least once (not only 4xx).
     assert len(seen) == 10, sorted(seen)
@@ -137,17 +167,29 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(generous_lim
         assert statuses & {200, 201, 202}, (label, statuses)
 
 
+def _next_cursor(api: Any, path: str, key: str) -> str:
+    response = api.get(path, {"limit": 1}, **bearer(key))
+    assert response.status_code == 200 and response.json()["next"], (path, response.content)
+    return parse_qs(urlsplit(response.json()["next"]).query)["cursor"][0]
+
+
 def _steered(operation: Any, world: World, counter: Iterator[int]) -> Callable[[Any], Any] | None:
-    """Nudge generated bodies towards objects that exist, so the success responses are checked too."""
+    """Bodies that name objects get objects that exist, so the success responses are checked too.
+
+    What the document cannot say (which campaign ids exist, that a post URL names a post of ``platform``)
+    is all that is replaced; every other generated field is sent as generated.
+    """
     if operation.label == "POST /api/v1/submissions/":
 
         def submission_body(case: Any) -> Any:
-            case.body = {
-                **case.body,
-                "campaign_id": world.campaign.pk,
-                "platform": "reddit",
-                "post_url": f"https://www.reddit.com/r/fuzz/comments/f{next(counter)}/",
-            }
+            n = next(counter)
+            body = dict(case.body)
+            if platform_slug(body.get("platform")) == "youtube":
+                body["post_url"] = f"https://youtu.be/fuzz{n:07d}"
+            else:
+                body["platform"] = body["platform"] if platform_slug(body.get("platform")) == "reddit" else "reddit"
+                body["post_url"] = f"https://www.reddit.com/r/fuzz/comments/f{n}/"
+            case.body = {**body, "campaign_id": world.campaign.pk}
             return case
 
         return submission_body
@@ -161,26 +203,48 @@ def _steered(operation: Any, world: World, counter: Iterator[int]) -> Callable[[
     return None
 
 
-def _fuzz(schema: Any, world: World, real_ids: dict[str, int]) -> dict[str, set[int]]:
+def _fresh_references(cursors: dict[str, str], counter: Iterator[int]) -> Callable[[Any], Any]:
+    """A positive case's cursor is one the API issued, and its Idempotency-Key is not reused.
+
+    A key is single-use by contract (the same key with another body is a documented 422); hypothesis
+    repeats short values, so each case gets its own.
+    """
+
+    def fresh(case: Any) -> Any:
+        if case.query and "cursor" in case.query:
+            case.query = {**case.query, "cursor": cursors[case.operation.path]}
+        if case.headers and "Idempotency-Key" in case.headers:
+            case.headers = {**case.headers, "Idempotency-Key": f"fuzz-{next(counter)}"}
+        return case
+
+    return fresh
+
+
+def _fuzz(schema: Any, world: World, real_ids: dict[str, int], cursors: dict[str, str]) -> dict[str, set[int]]:
     seen: dict[str, set[int]] = {}
     counter = itertools.count(1)
+    fresh = _fresh_references(cursors, counter)
     for result in schema.get_all_operations():
         operation = result.ok()
         # identity: the in-process WSGI client does not gunzip (GZipMiddleware compresses larger bodies).
         headers = {"Authorization": f"Bearer {_key_for(operation.path, world)}", "Accept-Encoding": "identity"}
         path_params = {name: value for name, value in real_ids.items() if "{" + name + "}" in operation.path}
         steer = _steered(operation, world, counter)
+        positive = operation.as_strategy(headers=headers).map(fresh)
         strategies = [
-            (GenerationMode.POSITIVE, operation.as_strategy(headers=headers)),
+            # A body naming objects is always steered to real ones (a random campaign_id or post URL is
+            # refused for reasons no schema can state); any other positive case is sent as generated.
+            (GenerationMode.POSITIVE, positive.map(steer) if steer is not None else positive),
             (GenerationMode.NEGATIVE, operation.as_strategy(generation_mode=GenerationMode.NEGATIVE, headers=headers)),
         ]
         if path_params:
             # Real ids: the positive cases reach existing objects (200/201, not only 404).
             strategies.append(
-                (GenerationMode.POSITIVE, operation.as_strategy(headers=headers, path_parameters=path_params))
+                (
+                    GenerationMode.POSITIVE,
+                    operation.as_strategy(headers=headers, path_parameters=path_params).map(fresh),
+                )
             )
-        if steer is not None:
-            strategies.append((GenerationMode.POSITIVE, operation.as_strategy(headers=headers).map(steer)))
 
         for mode, strategy in strategies:
 

@@ -210,7 +210,7 @@ def test_same_post_in_another_campaign_is_a_new_post(api: APIClient, world: Worl
         ({"campaign_id": 0}, "campaign_id"),
         ({"claimed_views": -1}, "claimed_views"),
         ({"claimed_clicks": 1.5}, "claimed_clicks"),
-        ({"claimed_clicks": 2.0}, "claimed_clicks"),
+        ({"claimed_clicks": 2.5e-1}, "claimed_clicks"),
         ({"claimed_conversions": True}, "claimed_conversions"),
         ({"claimed_views": "100"}, "claimed_views"),
         ({"claimed_views": None}, "claimed_views"),
