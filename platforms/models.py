@@ -37,7 +37,7 @@ def quota_rps_of(config: Mapping[str, Any] | None) -> float | None:
 def validate_platform_config(value: Any) -> None:
     """Model/admin validation of ``Platform.config``: an object with known keys and usable values."""
     if not isinstance(value, Mapping):
-        raise ValidationError("Must be a JSON object, e.g. {\"quota_rps\": 50}.", code="not_an_object")
+        raise ValidationError('Must be a JSON object, e.g. {"quota_rps": 50}.', code="not_an_object")
     unknown = sorted(str(key) for key in value if key not in CONFIG_KEYS)
     if unknown:
         raise ValidationError(

@@ -39,7 +39,9 @@ def reconcile_report(self, report_id: int) -> str:
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:
-        # The task_failure signal keeps it in the shared list of recent worker exceptions (/debug/...).
+        # attempt_run records any error of the attempt itself as an internal_error outcome; what reaches
+        # here could not even be recorded (the database is gone). The task_failure signal keeps it in the
+        # shared list of recent worker exceptions (/debug/...), and the expired lease brings the report back.
         logger.exception("Reconciliation job failed", extra={"report_id": report_id, "error": str(exc)})
         raise
     return result if isinstance(result, str) else result.status

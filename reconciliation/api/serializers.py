@@ -191,10 +191,37 @@ class FlagOutput(serializers.Serializer):
     value = serializers.JSONField(allow_null=True, help_text="The measured value that tripped the rule.")
 
 
+REPORT_STATE_HELP = (
+    "Where the report stands; read it before the status. "
+    "`pending`: no attempt has finished yet. "
+    "`retrying`: no verdict yet and another attempt is scheduled (`next_attempt_at`); a "
+    'MISSING_PLATFORM_DATA or INCOMPLETE_PLATFORM_DATA status is provisional, not a final "could not verify". '
+    "`rechecking`: a verdict stands (MATCHED, DISCREPANCY_*, AFFILIATE_OVERCLAIMED) and scheduled re-checks may "
+    "still change it (platforms purge invalid traffic for days). "
+    "`final`: nothing more is scheduled; the status is the final word (staff may still re-run the report)."
+)
+
+
+class ReportStateField(serializers.ChoiceField):
+    """``state`` of a report, computed from its log (``rules.report_state``); documented as an enum."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("source", "log")
+        super().__init__(
+            choices=[state.value for state in rules.ReportState], read_only=True, help_text=REPORT_STATE_HELP, **kwargs
+        )
+
+    def to_representation(self, log: Any) -> str:
+        return str(rules.report_state(status=log.status, terminal=log.terminal))
+
+
 class SubmissionCreatedOutput(serializers.Serializer):
     report_id = serializers.IntegerField()
     post_id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices)
+    state = serializers.ChoiceField(
+        choices=[state.value for state in rules.ReportState], help_text=REPORT_STATE_HELP + " Always `pending` here."
+    )
     status_url = serializers.URLField(help_text="GET it for the reconciliation result.")
     suspicion_flags = FlagOutput(many=True)
 
@@ -206,6 +233,7 @@ class LatestReportOutput(serializers.Serializer):
     claimed_conversions = serializers.IntegerField()
     submitted_at = serializers.DateTimeField()
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    state = ReportStateField()
     discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
     status_url = serializers.SerializerMethodField()
 
@@ -278,6 +306,7 @@ class ReportDetailOutput(serializers.Serializer):
     suspicion_flags = FlagOutput(many=True)
     evidence = serializers.JSONField(help_text="As submitted; JSON only, never rendered as HTML.")
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    state = ReportStateField()
     discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
     metrics = serializers.SerializerMethodField()
     max_diff_pct = serializers.FloatField(source="log.max_diff_pct", allow_null=True)
@@ -389,6 +418,7 @@ class CampaignReportOutput(serializers.Serializer):
     claimed_conversions = serializers.IntegerField()
     submitted_at = serializers.DateTimeField()
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    state = ReportStateField()
     discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
     max_diff_pct = serializers.FloatField(source="log.max_diff_pct", allow_null=True)
     confidence_ratio = serializers.FloatField(source="log.confidence_ratio", allow_null=True)

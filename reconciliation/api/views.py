@@ -61,6 +61,7 @@ def _created(request: Request, result: submissions.SubmissionResult) -> Response
         "report_id": result.report.pk,
         "post_id": result.post.pk,
         "status": result.report.log.status,
+        "state": str(rules.report_state(status=result.report.log.status, terminal=result.report.log.terminal)),
         "status_url": s.report_url(request, result.report.pk),
         "suspicion_flags": result.flags,
     }
@@ -159,6 +160,7 @@ class SubmissionsView(AffiliateView, GenericAPIView):
                             "report_id": 1234,
                             "post_id": 567,
                             "status": "PENDING",
+                            "state": "pending",
                             "status_url": "https://api.example.com/api/v1/reports/1234",
                             "suspicion_flags": [_FLAG_EXAMPLE],
                         },

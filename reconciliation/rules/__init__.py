@@ -24,11 +24,13 @@ from .data_quality import SEVERITY, Flag, FlagCode, Severity, has_high, suspicio
 from .retry import (
     DEFERRAL_REASONS,
     MissingReason,
+    ReportState,
     RetryDecision,
     RetryReason,
     UniformRandom,
     next_attempt,
     next_recheck,
+    report_state,
 )
 from .trust import (
     TrustBucket,
@@ -56,6 +58,7 @@ __all__ = [
     "MetricDiff",
     "MissingReason",
     "Observed",
+    "ReportState",
     "RetryDecision",
     "RetryReason",
     "Severity",
@@ -74,6 +77,7 @@ __all__ = [
     "initial_score",
     "next_attempt",
     "next_recheck",
+    "report_state",
     "suspicion_flags",
     "to_score",
     "trust_delta_for",

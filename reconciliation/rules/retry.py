@@ -81,6 +81,35 @@ class RetryReason(StrEnum):
     RECHECKS_DONE = "rechecks_done"
 
 
+class ReportState(StrEnum):
+    """Where a report stands in its life, for people reading the API (the status alone cannot say it).
+
+    ``MISSING_PLATFORM_DATA`` reads the same whether the next attempt is in 30 minutes or there will be
+    none; the state tells those apart.
+    """
+
+    #: No attempt has finished yet.
+    PENDING = "pending"
+    #: No verdict yet and another attempt is scheduled: the status (MISSING or INCOMPLETE) is provisional.
+    RETRYING = "retrying"
+    #: A verdict (a conclusive status) stands, and scheduled re-checks may still change it.
+    RECHECKING = "rechecking"
+    #: Nothing more is scheduled: the status is the final word (unless staff re-run the report).
+    FINAL = "final"
+
+
+def report_state(*, status: Status | str, terminal: bool) -> ReportState:
+    """The :class:`ReportState` of a report from its log's ``status`` and ``terminal`` flag."""
+    if terminal:
+        return ReportState.FINAL
+    status = Status(status)
+    if status is Status.PENDING:
+        return ReportState.PENDING
+    if status.is_conclusive:
+        return ReportState.RECHECKING
+    return ReportState.RETRYING
+
+
 class UniformRandom(Protocol):
     """The part of :class:`random.Random` the schedule needs (inject a seeded one in tests)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Any
 
@@ -226,7 +227,7 @@ def test_a_crash_in_the_fetch_is_a_recorded_internal_error_that_spends_budget(re
 def test_crashes_end_terminal_missing_with_one_alert_within_the_budget(report) -> None:
     now = report.submitted_at
     for _ in range(5):
-        attempt_run(report_id=report.pk, worker="test", fetcher=crash, clock=lambda: now)
+        attempt_run(report_id=report.pk, worker="test", fetcher=crash, clock=functools.partial(lambda at: at, now))
         now = ReconciliationLog.objects.get(report=report).next_attempt_at or now
     log = ReconciliationLog.objects.get(report=report)
     assert log.terminal and log.next_attempt_at is None and log.missing_reason == "internal_error"
@@ -295,9 +296,7 @@ def test_an_abandoned_last_attempt_closes_the_report_instead_of_looping(report) 
     assert log.terminal and log.next_attempt_at is None and log.lease_until is None
     assert (log.status, log.missing_reason, log.budget_attempts) == ("MISSING_PLATFORM_DATA", "internal_error", 5)
     assert Alert.objects.filter(report=report, alert_type="MISSING_DATA").count() == 1
-    assert list(ReconciliationAttempt.objects.filter(report=report).values_list("outcome", flat=True)) == [
-        "DISCARDED"
-    ]
+    assert list(ReconciliationAttempt.objects.filter(report=report).values_list("outcome", flat=True)) == ["DISCARDED"]
 
 
 def test_an_abandoned_attempt_with_budget_left_is_retried_at_once(report) -> None:

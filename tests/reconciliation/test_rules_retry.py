@@ -12,11 +12,13 @@ from reconcile_project.config import RetryPolicy
 from reconciliation.rules import (
     DEFERRAL_REASONS,
     MissingReason,
+    ReportState,
     RetryDecision,
     RetryReason,
     Status,
     next_attempt,
     next_recheck,
+    report_state,
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -363,3 +365,21 @@ def test_recheck_grid_is_anchored_on_the_claim_not_on_the_verdict() -> None:
         times.append(at)
         now = at
     assert times == [T0 + timedelta(hours=h) for h in range(12, 169, 6)]
+
+
+# --- The report's state for API readers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "terminal", "state"),
+    [
+        (Status.PENDING, False, ReportState.PENDING),
+        (Status.MISSING_PLATFORM_DATA, False, ReportState.RETRYING),
+        (Status.INCOMPLETE_PLATFORM_DATA, False, ReportState.RETRYING),
+        *[(s, False, ReportState.RECHECKING) for s in Status if s.is_conclusive],
+        *[(s, True, ReportState.FINAL) for s in Status],
+    ],
+)
+def test_report_state(status: Status, terminal: bool, state: ReportState) -> None:
+    assert report_state(status=status, terminal=terminal) is state
+    assert report_state(status=str(status), terminal=terminal) is state
