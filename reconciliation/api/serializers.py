@@ -425,9 +425,25 @@ class CampaignReportOutput(serializers.Serializer):
     suspicion_flags = FlagOutput(many=True)
 
 
+class RunFilterOutput(serializers.Serializer):
+    report_id = serializers.IntegerField(required=False)
+    campaign_id = serializers.IntegerField(required=False)
+    status = serializers.ChoiceField(choices=ReconciliationStatus.choices, required=False)
+
+
 class RunQueuedOutput(serializers.Serializer):
-    queued = serializers.IntegerField(help_text="Reports made due now (an attempt already running is skipped).")
-    dispatched = serializers.IntegerField(help_text="Sent to the workers right away; the sweeper sends the rest.")
+    queued = serializers.IntegerField(
+        help_text="Reports selected and not being attempted at request time: reopened now (one report) or by "
+        "the maintenance task (a campaign or a status)."
+    )
+    dispatched = serializers.IntegerField(
+        help_text="Sent to the workers right after the request (one report); 0 when the maintenance task reopens "
+        "the selection and the sweeper sends it."
+    )
+    background = serializers.BooleanField(
+        help_text="True when a maintenance task reopens the selection in batches after the request."
+    )
+    filter = RunFilterOutput(help_text="The selection, as given.")
 
 
 # --- the error envelope (documentation only: the exception handler builds it) ----------------------
