@@ -315,8 +315,14 @@ class ReportDetailOutput(serializers.Serializer):
     )
     missing_fields = serializers.ListField(child=serializers.CharField(), source="log.missing_fields")
     missing_reason = serializers.CharField(source="log.missing_reason", allow_blank=True)
-    attempt_count = serializers.IntegerField(source="log.attempt_count")
+    attempt_count = serializers.IntegerField(source="log.attempt_count", help_text="Attempts listed in `attempts`.")
     attempts = AttemptOutput(many=True)
+    deferral_count = serializers.IntegerField(
+        source="log.deferral_count",
+        help_text="Attempts put off before reaching the platform (its breaker open, rate limited); not listed in "
+        "`attempts` and not counted against the retry budget.",
+    )
+    last_deferred_at = serializers.DateTimeField(source="log.last_deferred_at", allow_null=True)
     last_attempt_at = serializers.DateTimeField(source="log.last_attempt_at", allow_null=True)
     next_attempt_at = serializers.DateTimeField(
         source="log.next_attempt_at", allow_null=True, help_text="When the next check is due (null: none planned)."

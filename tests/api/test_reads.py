@@ -281,6 +281,7 @@ def test_every_report_representation_says_its_state(
 
     detail = api.get(f"/api/v1/reports/{report_id}", **bearer(world.owner_key)).json()
     assert detail["state"] == state
+    assert (detail["deferral_count"], detail["last_deferred_at"]) == (0, None)
     listed = api.get(LIST, **bearer(world.owner_key)).json()["results"][0]["latest_report"]
     assert listed["state"] == state
     history = api.get(f"/api/v1/submissions/{created['post_id']}/metrics", **bearer(world.owner_key)).json()
