@@ -31,6 +31,7 @@ from .retry import (
     next_attempt,
     next_recheck,
     report_state,
+    retry_window_end,
 )
 from .trust import (
     TrustBucket,
@@ -78,6 +79,7 @@ __all__ = [
     "next_attempt",
     "next_recheck",
     "report_state",
+    "retry_window_end",
     "suspicion_flags",
     "to_score",
     "trust_delta_for",

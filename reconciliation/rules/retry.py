@@ -162,7 +162,7 @@ def next_recheck(
     return candidate
 
 
-def _window_end(claimed_at: datetime, policy: RetryPolicy) -> datetime | None:
+def retry_window_end(claimed_at: datetime, policy: RetryPolicy) -> datetime | None:
     """``claimed_at + window_hours``; None when that is beyond any datetime (no practical limit)."""
     if math.isinf(policy.window_hours):
         return None
@@ -233,7 +233,7 @@ def next_attempt(
         return _terminal(RetryReason.INCOMPLETE_EXHAUSTED, consumes_budget=True)
 
     # MISSING_PLATFORM_DATA from here on.
-    window_end = _window_end(claimed_at, policy)
+    window_end = retry_window_end(claimed_at, policy)
     if deferred:
         delay = policy.deferral_default_seconds if retry_after_seconds is None else retry_after_seconds
         # A NaN or negative hint is a broken header, not an instruction: fall back / do not go back in time.

@@ -198,8 +198,8 @@ def _abandoned_attempt_ends_it(row: dict[str, Any], *, report_id: int, ruleset: 
     their own window and keep the verdict, so only the initial check is closed here.
     """
     budget = row["budget_attempts"] + 1
-    window_end = row["submitted_at"] + dt.timedelta(hours=ruleset.retry.window_hours)
-    exhausted = budget >= ruleset.retry.max_attempts or now > window_end
+    window_end = rules.retry_window_end(row["submitted_at"], ruleset.retry)
+    exhausted = budget >= ruleset.retry.max_attempts or (window_end is not None and now > window_end)
     fields: dict[str, Any] = {"budget_attempts": budget}
     if exhausted:
         reason = rules.MissingReason.INTERNAL_ERROR

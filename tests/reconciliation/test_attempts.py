@@ -299,6 +299,18 @@ def test_an_abandoned_last_attempt_closes_the_report_instead_of_looping(report) 
     assert list(ReconciliationAttempt.objects.filter(report=report).values_list("outcome", flat=True)) == ["DISCARDED"]
 
 
+def test_an_abandoned_attempt_past_the_window_closes_the_report(report) -> None:
+    now = report.submitted_at + dt.timedelta(hours=23, minutes=59)
+    ReconciliationLog.objects.filter(report=report).update(next_attempt_at=now)
+    assert not isinstance(attempt_claim(report_id=report.pk, now=now, worker="killed"), str)
+    later = now + dt.timedelta(seconds=121)  # past claimed_at + 24 h
+    assert attempt_claim(report_id=report.pk, now=later, worker="next") == SkipReason.EXHAUSTED
+    log = ReconciliationLog.objects.get(report=report)
+    assert log.terminal and log.budget_attempts == 1 and log.missing_reason == "internal_error"
+    alert = Alert.objects.get(report=report, alert_type="MISSING_DATA")
+    assert alert.threshold_breached == {"missing_reason": "internal_error", "reason": "window_expired"}
+
+
 def test_an_abandoned_attempt_with_budget_left_is_retried_at_once(report) -> None:
     now = report.submitted_at
     assert not isinstance(attempt_claim(report_id=report.pk, now=now, worker="killed"), str)
