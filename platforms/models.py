@@ -1,6 +1,52 @@
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.db import models
+
+#: The keys ``Platform.config`` may hold; anything else is a typo that would silently do nothing.
+CONFIG_KEYS = frozenset({"quota_rps"})
+
+
+class PlatformConfigError(ValueError):
+    """A stored ``Platform.config`` value the engine cannot use (a row written around validation)."""
+
+
+def quota_rps_of(config: Mapping[str, Any] | None) -> float | None:
+    """The ``quota_rps`` of a platform's ``config`` (None: absent, the fetcher's default).
+
+    Raises :class:`PlatformConfigError` for a value that is not a finite positive number. A bad stored value
+    is not guessed around (treating 0 as "no quota" would send unthrottled calls to a platform someone
+    meant to stop): the attempt that meets it fails, is recorded as ``internal_error`` and spends budget.
+    """
+    value = (config or {}).get("quota_rps")
+    if value is None:
+        return None
+    # bool is an int in Python; JSON true is not a rate.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PlatformConfigError(f"quota_rps must be a number of requests per second, got {value!r}")
+    rate = float(value)
+    if not math.isfinite(rate) or rate <= 0:
+        raise PlatformConfigError(f"quota_rps must be a finite number above 0, got {value!r}")
+    return rate
+
+
+def validate_platform_config(value: Any) -> None:
+    """Model/admin validation of ``Platform.config``: an object with known keys and usable values."""
+    if not isinstance(value, Mapping):
+        raise ValidationError('Must be a JSON object, e.g. {"quota_rps": 50}.', code="not_an_object")
+    unknown = sorted(str(key) for key in value if key not in CONFIG_KEYS)
+    if unknown:
+        raise ValidationError(
+            f"Unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CONFIG_KEYS))}.", code="unknown_key"
+        )
+    try:
+        quota_rps_of(value)
+    except PlatformConfigError as exc:
+        raise ValidationError(str(exc), code="invalid_quota") from None
 
 
 class Platform(models.Model):
@@ -12,8 +58,14 @@ class Platform(models.Model):
         blank=True, help_text="Overrides the adapter's base URL from settings when set (e.g. a regional endpoint)."
     )
     is_active = models.BooleanField(default=True)
-    #: Free-form adapter options; ``quota_rps`` (float) caps calls per second across all workers.
-    config = models.JSONField(default=dict, blank=True)
+    #: Adapter options; ``quota_rps`` (a finite number > 0) caps calls per second across all workers.
+    config = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_platform_config],
+        help_text='Options as a JSON object. Known key: "quota_rps" (requests per second across all workers, '
+        "a number above 0; absent: the global default).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -25,9 +77,3 @@ class Platform(models.Model):
     @property
     def quota_rps(self) -> float | None:
         return quota_rps_of(self.config)
-
-
-def quota_rps_of(config: dict | None) -> float | None:
-    """The ``quota_rps`` of a platform's ``config`` (None: the fetcher's default)."""
-    value = (config or {}).get("quota_rps")
-    return float(value) if value is not None else None

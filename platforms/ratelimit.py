@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -77,8 +78,12 @@ class RateLimiter:
 
     def acquire(self, platform: str, rate_per_sec: float, burst: float) -> float:
         """Take a token: 0.0 if taken, else the seconds until one will be available (nothing taken)."""
-        if rate_per_sec <= 0 or burst < 1:
-            raise ValueError("rate_per_sec must be > 0 and burst >= 1")
+        # NaN passes every comparison-based bound, and inf would reach the Lua script as a string it
+        # cannot parse: refuse both here, with the values, so the recorded error says what was wrong.
+        if not (math.isfinite(rate_per_sec) and rate_per_sec > 0) or not (math.isfinite(burst) and burst >= 1):
+            raise ValueError(
+                f"rate_per_sec must be a finite number > 0 and burst >= 1, got {rate_per_sec!r} and {burst!r}"
+            )
         try:
             client = self._redis.client()
             if self._script is None:

@@ -21,9 +21,12 @@ class _Group(BaseSettings):
 
     Field types and ranges are enforced when the group is read; rules between fields are reported by
     :meth:`consistency_errors` (a Django system check at start-up, and campaign override validation).
+    ``inf`` and ``nan`` are refused for every float: a bound compares false with NaN (``Field(ge=0)``
+    lets it through), and an infinite threshold or delay is not a setting but an accident that ends up
+    in an alert's JSON (which PostgreSQL rejects) or a date computation.
     """
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=False)
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=False, allow_inf_nan=False)
 
     def consistency_errors(self) -> list[tuple[str, str]]:
         """(field, message) for each rule between fields that this group breaks."""
@@ -85,6 +88,9 @@ class RetryPolicy(_Group):
     lease_seconds: int = Field(120, ge=5)
     #: Deferral when the call never reached the platform and no better hint is known.
     deferral_default_seconds: int = Field(60, ge=1)
+    #: A deferral waits the cooldown plus up to this fraction more (uniform), so the reports deferred by one
+    #: outage come back spread out rather than in one sweep.
+    deferral_jitter_pct: float = Field(0.25, ge=0, le=1)
 
 
 class TrustScoring(_Group):

@@ -5,7 +5,7 @@ so ``GET /debug/worker-exceptions`` shows what any worker on any host hit. Recor
 debugging aid must not turn one failure into two.
 
 Every Celery task that ends in an exception is recorded through the ``task_failure`` signal; code that
-catches an exception and carries on (the engine turning a crash into a deferred attempt) calls
+catches an exception and carries on (the engine turning a crash into an ``internal_error`` outcome) calls
 :func:`record_worker_exception` itself. An exception is recorded at most once, whichever path sees it.
 """
 

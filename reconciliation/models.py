@@ -261,8 +261,16 @@ class ReconciliationLog(models.Model):
     confidence_ratio = models.FloatField(null=True, blank=True)
     missing_fields = models.JSONField(default=list, blank=True)
     missing_reason = models.CharField(max_length=32, blank=True)
-    attempt_count = models.PositiveIntegerField(default=0, help_text="Attempts claimed, deferrals included.")
+    attempt_count = models.PositiveIntegerField(
+        default=0, help_text="Attempt rows (numbered 1..n); a deferral that never reached the platform adds none."
+    )
     budget_attempts = models.PositiveIntegerField(default=0, help_text="Attempts that spent the retry budget.")
+    #: A deferral (breaker open, rate limited: the platform was never asked) is counted here instead of
+    #: writing an attempt row per cooldown — a day-long outage would otherwise write ~1,440 rows per report.
+    deferral_count = models.PositiveIntegerField(
+        default=0, help_text="Attempts deferred before reaching the platform (breaker open, rate limited)."
+    )
+    last_deferred_at = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from reconciliation.services.attempts import attempt_run, worker_name
 from reconciliation.services.idempotency import idempotency_purge
 from reconciliation.services.outages import outages_check
+from reconciliation.services.submissions import reports_reopen_matching
 from reconciliation.services.sweeper import sweep_due
 
 logger = logging.getLogger("reconciliation.worker")
@@ -39,7 +40,9 @@ def reconcile_report(self, report_id: int) -> str:
     except (OperationalError, InterfaceError):
         raise
     except Exception as exc:
-        # The task_failure signal keeps it in the shared list of recent worker exceptions (/debug/...).
+        # attempt_run records any error of the attempt itself as an internal_error outcome; what reaches
+        # here could not even be recorded (the database is gone). The task_failure signal keeps it in the
+        # shared list of recent worker exceptions (/debug/...), and the expired lease brings the report back.
         logger.exception("Reconciliation job failed", extra={"report_id": report_id, "error": str(exc)})
         raise
     return result if isinstance(result, str) else result.status
@@ -58,3 +61,19 @@ def purge_idempotency_keys_task() -> int:
 @shared_task(name="reconciliation.tasks.check_outages", ignore_result=True, expires=60)
 def check_outages_task() -> list[str]:
     return outages_check()
+
+
+# Reopening is idempotent by state (it only makes reports due now), so a redelivery is harmless.
+@shared_task(
+    name="reconciliation.tasks.reopen_reports",
+    queue="maintenance",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=3,
+    retry_backoff=1,
+    retry_jitter=True,
+)
+def reopen_reports_task(*, campaign_id: int | None = None, status: str | None = None, up_to_report_id: int) -> int:
+    return reports_reopen_matching(campaign_id=campaign_id, status=status, up_to_report_id=int(up_to_report_id))

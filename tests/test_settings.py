@@ -74,3 +74,41 @@ def test_debug_is_off_unless_asked_for() -> None:
     from django.conf import settings
 
     assert os.environ.get("DEBUG") or settings.DEBUG is False
+
+
+# One float field per settings group: inf and nan are refused (a NaN passes every ge/le bound, and an
+# infinite threshold or delay ends up in an alert's JSON or a date computation), naming the variable.
+NON_FINITE_CASES = [
+    ("RECONCILIATION_SETTINGS", "RECONCILIATION_SETTINGS__OVERCLAIM_CRITICAL_PCT"),
+    ("RETRY_POLICY", "RETRY_POLICY__WINDOW_HOURS"),
+    ("TRUST_SCORING", "TRUST_SCORING__OVERCLAIM"),
+    ("ALERTING_SETTINGS", "ALERTING_SETTINGS__REPEAT_WINDOW_HOURS"),
+    ("DATA_QUALITY_SETTINGS", "DATA_QUALITY_SETTINGS__MAX_GROWTH_PCT"),
+    ("CIRCUIT_BREAKER", "CIRCUIT_BREAKER__OPEN_COOLDOWN_SECONDS"),
+    ("BACKOFF_POLICY", "BACKOFF_POLICY__MAX_DELAY_SECONDS"),
+    ("RATE_LIMIT_SETTINGS", "RATE_LIMIT_SETTINGS__PLATFORM_DEFAULT_RPS"),
+]
+
+
+def test_every_settings_group_is_covered_by_the_non_finite_cases() -> None:
+    from reconcile_project.config import GROUPS
+
+    assert {group for group, _ in NON_FINITE_CASES} == set(GROUPS)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity"])
+@pytest.mark.parametrize(("group", "variable"), NON_FINITE_CASES)
+def test_a_non_finite_number_is_refused_in_every_group_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, group: str, variable: str, value: str
+) -> None:
+    from reconcile_project.config import GROUPS, load_group
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        load_group(group, GROUPS[group][1])
+
+
+def test_a_non_finite_setting_makes_check_fail_naming_it() -> None:
+    result = manage("check", RETRY_POLICY__WINDOW_HOURS="inf")
+    assert result.returncode != 0
+    assert "RETRY_POLICY__WINDOW_HOURS" in result.stderr + result.stdout

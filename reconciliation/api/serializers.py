@@ -282,10 +282,37 @@ class FlagOutput(serializers.Serializer):
     value = serializers.JSONField(allow_null=True, help_text="The measured value that tripped the rule.")
 
 
+REPORT_STATE_HELP = (
+    "Where the report stands; read it before the status. "
+    "`pending`: no attempt has finished yet. "
+    "`retrying`: no verdict yet and another attempt is scheduled (`next_attempt_at`); a "
+    'MISSING_PLATFORM_DATA or INCOMPLETE_PLATFORM_DATA status is provisional, not a final "could not verify". '
+    "`rechecking`: a verdict stands (MATCHED, DISCREPANCY_*, AFFILIATE_OVERCLAIMED) and scheduled re-checks may "
+    "still change it (platforms purge invalid traffic for days). "
+    "`final`: nothing more is scheduled; the status is the final word (staff may still re-run the report)."
+)
+
+
+class ReportStateField(serializers.ChoiceField):
+    """``state`` of a report, computed from its log (``rules.report_state``); documented as an enum."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("source", "log")
+        super().__init__(
+            choices=[state.value for state in rules.ReportState], read_only=True, help_text=REPORT_STATE_HELP, **kwargs
+        )
+
+    def to_representation(self, log: Any) -> str:
+        return str(rules.report_state(status=log.status, terminal=log.terminal))
+
+
 class SubmissionCreatedOutput(serializers.Serializer):
     report_id = serializers.IntegerField()
     post_id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices)
+    state = serializers.ChoiceField(
+        choices=[state.value for state in rules.ReportState], help_text=REPORT_STATE_HELP + " Always `pending` here."
+    )
     status_url = serializers.URLField(help_text="GET it for the reconciliation result.")
     suspicion_flags = FlagOutput(many=True)
 
@@ -297,6 +324,7 @@ class LatestReportOutput(serializers.Serializer):
     claimed_conversions = serializers.IntegerField()
     submitted_at = serializers.DateTimeField()
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    state = ReportStateField()
     discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
     status_url = serializers.SerializerMethodField()
 
@@ -369,6 +397,7 @@ class ReportDetailOutput(serializers.Serializer):
     suspicion_flags = FlagOutput(many=True)
     evidence = serializers.JSONField(help_text="As submitted; JSON only, never rendered as HTML.")
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    state = ReportStateField()
     discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
     metrics = serializers.SerializerMethodField()
     max_diff_pct = serializers.FloatField(source="log.max_diff_pct", allow_null=True)
@@ -377,8 +406,14 @@ class ReportDetailOutput(serializers.Serializer):
     )
     missing_fields = serializers.ListField(child=serializers.CharField(), source="log.missing_fields")
     missing_reason = serializers.CharField(source="log.missing_reason", allow_blank=True)
-    attempt_count = serializers.IntegerField(source="log.attempt_count")
+    attempt_count = serializers.IntegerField(source="log.attempt_count", help_text="Attempts listed in `attempts`.")
     attempts = AttemptOutput(many=True)
+    deferral_count = serializers.IntegerField(
+        source="log.deferral_count",
+        help_text="Attempts put off before reaching the platform (its breaker open, rate limited); not listed in "
+        "`attempts` and not counted against the retry budget.",
+    )
+    last_deferred_at = serializers.DateTimeField(source="log.last_deferred_at", allow_null=True)
     last_attempt_at = serializers.DateTimeField(source="log.last_attempt_at", allow_null=True)
     next_attempt_at = serializers.DateTimeField(
         source="log.next_attempt_at", allow_null=True, help_text="When the next check is due (null: none planned)."
@@ -480,15 +515,32 @@ class CampaignReportOutput(serializers.Serializer):
     claimed_conversions = serializers.IntegerField()
     submitted_at = serializers.DateTimeField()
     status = serializers.ChoiceField(choices=ReconciliationStatus.choices, source="log.status")
+    state = ReportStateField()
     discrepancy_level = serializers.CharField(source="log.discrepancy_level", allow_null=True)
     max_diff_pct = serializers.FloatField(source="log.max_diff_pct", allow_null=True)
     confidence_ratio = serializers.FloatField(source="log.confidence_ratio", allow_null=True)
     suspicion_flags = FlagOutput(many=True)
 
 
+class RunFilterOutput(serializers.Serializer):
+    report_id = serializers.IntegerField(required=False)
+    campaign_id = serializers.IntegerField(required=False)
+    status = serializers.ChoiceField(choices=ReconciliationStatus.choices, required=False)
+
+
 class RunQueuedOutput(serializers.Serializer):
-    queued = serializers.IntegerField(help_text="Reports made due now (an attempt already running is skipped).")
-    dispatched = serializers.IntegerField(help_text="Sent to the workers right away; the sweeper sends the rest.")
+    queued = serializers.IntegerField(
+        help_text="Reports selected and not being attempted at request time: reopened now (one report) or by "
+        "the maintenance task (a campaign or a status)."
+    )
+    dispatched = serializers.IntegerField(
+        help_text="Sent to the workers right after the request (one report); 0 when the maintenance task reopens "
+        "the selection and the sweeper sends it."
+    )
+    background = serializers.BooleanField(
+        help_text="True when a maintenance task reopens the selection in batches after the request."
+    )
+    filter = RunFilterOutput(help_text="The selection, as given.")
 
 
 # --- the error envelope (documentation only: the exception handler builds it) ----------------------

@@ -61,6 +61,7 @@ def _created(request: Request, result: submissions.SubmissionResult) -> Response
         "report_id": result.report.pk,
         "post_id": result.post.pk,
         "status": result.report.log.status,
+        "state": str(rules.report_state(status=result.report.log.status, terminal=result.report.log.terminal)),
         "status_url": s.report_url(request, result.report.pk),
         "suspicion_flags": result.flags,
     }
@@ -159,6 +160,7 @@ class SubmissionsView(AffiliateView, GenericAPIView):
                             "report_id": 1234,
                             "post_id": 567,
                             "status": "PENDING",
+                            "state": "pending",
                             "status_url": "https://api.example.com/api/v1/reports/1234",
                             "suspicion_flags": [_FLAG_EXAMPLE],
                         },
@@ -395,16 +397,36 @@ class ReconciliationRunView(ApiView):
         operation_id="reconciliation_run",
         summary="Staff: re-run reconciliation for a report, a campaign or every report in a status",
         description=(
-            "Makes the selected reports due now (reports with an attempt running are skipped) and queues "
-            "them; the sweeper sends any not sent right away. Staff API key or admin session (with CSRF)."
+            "Makes the selected reports due now (reports with an attempt running are skipped). One report "
+            "(`report_id`) is reopened in the request and sent to the workers at once. A campaign or a status "
+            "may select any number of reports: the request only counts them (`queued`, at request time) and "
+            "queues a maintenance task that reopens them in batches of 500; the sweeper sends them as they "
+            "come due (`background: true`, `dispatched: 0`). Reports created after the request are not "
+            "included. Staff API key or admin session (with CSRF)."
         ),
         request=s.ReconciliationRunInput,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
             202: OpenApiResponse(
                 s.RunQueuedOutput,
-                description="Queued.",
-                examples=[OpenApiExample("queued", value={"queued": 12, "dispatched": 12}, status_codes=["202"])],
+                description="Accepted: reopened (one report) or queued for the maintenance task (a selection).",
+                examples=[
+                    OpenApiExample(
+                        "a status, in the background",
+                        value={
+                            "queued": 12840,
+                            "dispatched": 0,
+                            "background": True,
+                            "filter": {"status": "MISSING_PLATFORM_DATA"},
+                        },
+                        status_codes=["202"],
+                    ),
+                    OpenApiExample(
+                        "one report",
+                        value={"queued": 1, "dispatched": 1, "background": False, "filter": {"report_id": 1234}},
+                        status_codes=["202"],
+                    ),
+                ],
             ),
             **errors(400, 404, 409, 413, 422),
         },
@@ -417,14 +439,13 @@ class ReconciliationRunView(ApiView):
 
         def produce() -> Response:
             data = _validated(s.ReconciliationRunInput, request.data).validated_data
-            queued, dispatched = submissions.reconciliation_run(
+            accepted = submissions.reconciliation_run(
                 report_id=data.get("report_id"),
                 campaign_id=data.get("campaign_id"),
                 status=data.get("status"),
                 now=now,
                 request_id=request_id_of(request),
             )
-            body = {"queued": queued, "dispatched": dispatched}
-            return Response(s.RunQueuedOutput(body).data, status=status.HTTP_202_ACCEPTED)
+            return Response(s.RunQueuedOutput(accepted).data, status=status.HTTP_202_ACCEPTED)
 
         return run_idempotent(request, self, key=key, now=now, produce=produce)

@@ -24,11 +24,14 @@ from .data_quality import SEVERITY, Flag, FlagCode, Severity, has_high, suspicio
 from .retry import (
     DEFERRAL_REASONS,
     MissingReason,
+    ReportState,
     RetryDecision,
     RetryReason,
     UniformRandom,
     next_attempt,
     next_recheck,
+    report_state,
+    retry_window_end,
 )
 from .trust import (
     TrustBucket,
@@ -56,6 +59,7 @@ __all__ = [
     "MetricDiff",
     "MissingReason",
     "Observed",
+    "ReportState",
     "RetryDecision",
     "RetryReason",
     "Severity",
@@ -74,6 +78,8 @@ __all__ = [
     "initial_score",
     "next_attempt",
     "next_recheck",
+    "report_state",
+    "retry_window_end",
     "suspicion_flags",
     "to_score",
     "trust_delta_for",

@@ -11,8 +11,15 @@ Initial check (the report has no conclusive status yet):
   ``now + initial_delay_minutes × 2^(n−1) × (1 + rng.uniform(−jitter_pct, jitter_pct))``; a time after
   ``claimed_at + window_hours`` → terminal (WINDOW_EXPIRED; the window end itself is allowed).
 * **MISSING, never reached the platform** (``circuit_open``, ``rate_limited``): the attempt spends no
-  budget; next at ``now + retry_after_seconds`` (the breaker's cooldown or the platform's Retry-After;
-  ``policy.deferral_default_seconds`` when unknown); beyond the window → terminal (WINDOW_EXPIRED).
+  budget; next at ``now + d × (1 + rng.uniform(0, deferral_jitter_pct))`` where ``d`` is
+  ``retry_after_seconds`` (the breaker's cooldown or the platform's Retry-After;
+  ``policy.deferral_default_seconds`` when unknown). The jitter only ever adds (never earlier than the
+  platform asked) and spreads the reports deferred by one outage, which all learn the same cooldown, over
+  a span instead of one instant; it never pushes a deferral that fits in the window out of it (it is
+  capped at the window end). ``d`` itself beyond the window → terminal (WINDOW_EXPIRED).
+* **MISSING, internal error** (``internal_error``: our own code raised during the attempt): a real failure
+  like ``fetch_error`` — it spends budget, so a bug or a bad configuration ends in a terminal MISSING with
+  its alert instead of a retry loop.
 * Every terminal MISSING sets ``raise_missing_alert`` (the caller raises MISSING_DATA).
 * **INCOMPLETE**: ``incomplete_attempts`` counts INCOMPLETE outcomes, this one included. The first gets one
   more attempt after ``incomplete_retry_minutes`` (not jittered, not bounded by the window: it is a single,
@@ -52,6 +59,9 @@ class MissingReason(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     #: The call never left (our limiter) or the platform refused it with 429.
     RATE_LIMITED = "rate_limited"
+    #: Our own code raised during the attempt (a bug, a bad platform configuration, a rejected write). A
+    #: real failure, never a deferral: it spends budget, so a crash cannot retry forever.
+    INTERNAL_ERROR = "internal_error"
 
 
 #: Reasons where the platform was never actually asked: these spend no attempt budget.
@@ -69,6 +79,35 @@ class RetryReason(StrEnum):
     INCOMPLETE_EXHAUSTED = "incomplete_exhausted"
     RECHECK = "recheck"
     RECHECKS_DONE = "rechecks_done"
+
+
+class ReportState(StrEnum):
+    """Where a report stands in its life, for people reading the API (the status alone cannot say it).
+
+    ``MISSING_PLATFORM_DATA`` reads the same whether the next attempt is in 30 minutes or there will be
+    none; the state tells those apart.
+    """
+
+    #: No attempt has finished yet.
+    PENDING = "pending"
+    #: No verdict yet and another attempt is scheduled: the status (MISSING or INCOMPLETE) is provisional.
+    RETRYING = "retrying"
+    #: A verdict (a conclusive status) stands, and scheduled re-checks may still change it.
+    RECHECKING = "rechecking"
+    #: Nothing more is scheduled: the status is the final word (unless staff re-run the report).
+    FINAL = "final"
+
+
+def report_state(*, status: Status | str, terminal: bool) -> ReportState:
+    """The :class:`ReportState` of a report from its log's ``status`` and ``terminal`` flag."""
+    if terminal:
+        return ReportState.FINAL
+    status = Status(status)
+    if status is Status.PENDING:
+        return ReportState.PENDING
+    if status.is_conclusive:
+        return ReportState.RECHECKING
+    return ReportState.RETRYING
 
 
 class UniformRandom(Protocol):
@@ -123,7 +162,7 @@ def next_recheck(
     return candidate
 
 
-def _window_end(claimed_at: datetime, policy: RetryPolicy) -> datetime | None:
+def retry_window_end(claimed_at: datetime, policy: RetryPolicy) -> datetime | None:
     """``claimed_at + window_hours``; None when that is beyond any datetime (no practical limit)."""
     if math.isinf(policy.window_hours):
         return None
@@ -194,16 +233,22 @@ def next_attempt(
         return _terminal(RetryReason.INCOMPLETE_EXHAUSTED, consumes_budget=True)
 
     # MISSING_PLATFORM_DATA from here on.
-    window_end = _window_end(claimed_at, policy)
+    window_end = retry_window_end(claimed_at, policy)
     if deferred:
         delay = policy.deferral_default_seconds if retry_after_seconds is None else retry_after_seconds
         # A NaN or negative hint is a broken header, not an instruction: fall back / do not go back in time.
         if math.isnan(delay):
             delay = policy.deferral_default_seconds
-        at = _schedule_within_window(now, max(float(delay), 0.0), window_end)
+        delay = max(float(delay), 0.0)
+        at = _schedule_within_window(now, delay, window_end)
         if at is None:
             return _terminal(RetryReason.WINDOW_EXPIRED, consumes_budget=False, raise_missing_alert=True)
-        return RetryDecision(at, False, False, RetryReason.DEFERRED)
+        # Every report deferred by one open breaker is told the same cooldown: without a spread they would
+        # all come back in the same sweep and stampede the half-open breaker. Only ever later, never out of
+        # the window the unjittered time fits in.
+        spread = rng.uniform(0.0, policy.deferral_jitter_pct)
+        jittered = _schedule_within_window(now, delay * (1 + spread), window_end)
+        return RetryDecision(jittered or window_end or at, False, False, RetryReason.DEFERRED)
 
     if attempts_used < 1:
         raise ValueError(f"attempts_used counts this attempt and must be >= 1, got {attempts_used}")

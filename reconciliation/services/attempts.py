@@ -12,6 +12,13 @@ Celery delivers at least once; the database makes the effect happen once:
 A worker killed between 1 and 3 leaves an expired lease; the sweeper re-dispatches the report and the
 next claim takes a new attempt number. A duplicated message finds the lease (or a finished attempt and a
 ``next_attempt_at`` in the future) and does nothing.
+
+Nothing may retry forever. An exception anywhere between the claim and the end of the apply (a bug, a bad
+``Platform.config``, a write PostgreSQL rejects) is turned by :func:`attempt_run` into a recorded outcome,
+``MISSING``/``internal_error``, written by :func:`attempt_fail` in a fresh transaction: it spends budget
+like any real failure, so the report ends terminal with its MISSING_DATA alert. And a claim that finds
+the previous attempt abandoned (its lease expired: the worker died, or could not even record its failure)
+counts that attempt against the budget and closes the report when the budget or the window is gone.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import math
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -37,12 +45,13 @@ from alerts.models import Alert
 from alerts.services import alert_raise
 from platforms.fetcher import FetchOutcome
 from platforms.models import quota_rps_of
-from reconcile_project.config import RuleSet
+from reconcile_project.config import RuleOverrideError, RuleSet
 from reconcile_project.metrics import (
     RECONCILIATION_ATTEMPT_DURATION,
     RECONCILIATION_STATUS_TOTAL,
     TRUST_SCORE_BUCKET_TOTAL,
 )
+from reconcile_project.worker_exceptions import record_worker_exception
 from reconciliation import rules
 from reconciliation.models import (
     Affiliate,
@@ -80,7 +89,9 @@ class ClaimedAttempt:
     platform_id: int
     platform_slug: str
     platform_post_id: str
-    quota_rps: float | None
+    #: As stored; read through :attr:`quota_rps` by the fetch, so a bad value fails the attempt (recorded),
+    #: not the claim (which would roll back and leave nothing to count).
+    platform_config: dict[str, Any]
     affiliate_id: int
     claim: rules.Claim
     submitted_at: dt.datetime
@@ -88,6 +99,14 @@ class ClaimedAttempt:
     recheck: tuple[float, float]
     previous_status: str
     is_recheck: bool
+    #: Set when the campaign's stored ``rule_overrides`` do not validate: the claim went ahead on the global
+    #: rules so that the attempt can fail *recorded* (raised before the fetch) instead of looping.
+    setup_error: Exception | None = None
+
+    @property
+    def quota_rps(self) -> float | None:
+        """The platform's quota; raises ``PlatformConfigError`` for a stored value that is not usable."""
+        return quota_rps_of(self.platform_config)
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,8 @@ class SkipReason:
     NOT_DUE = "not_due"
     LEASED = "leased"
     LEASE_LOST = "lease_lost"
+    #: The previous attempt was abandoned and it was the last the budget or window allowed: closed MISSING.
+    EXHAUSTED = "exhausted"
 
 
 def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> ClaimedAttempt | str:
@@ -123,15 +144,21 @@ def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> Clai
             return SkipReason.NOT_DUE
         if row["lease_until"] is not None and row["lease_until"] > now:
             return SkipReason.LEASED
-        ruleset = campaign_ruleset(row["rule_overrides"])
+        setup_error: Exception | None = None
+        try:
+            ruleset = campaign_ruleset(row["rule_overrides"])
+        except RuleOverrideError as exc:  # a row written around Campaign.clean(): fail recorded, not in a loop
+            ruleset, setup_error = campaign_ruleset(None), exc
         number = row["attempt_count"] + 1
         lease_until = now + dt.timedelta(seconds=ruleset.retry.lease_seconds)
+        is_recheck = row["status"] in rules.CONCLUSIVE_STATUSES
         if row["lease_until"] is not None:
             # An attempt whose worker died (its lease expired) never finishes: close it so the history is true.
             ReconciliationAttempt.objects.filter(report_id=report_id, outcome=Outcome.RUNNING).update(
                 outcome=Outcome.DISCARDED, finished_at=now
             )
-        is_recheck = row["status"] in rules.CONCLUSIVE_STATUSES
+            if not is_recheck and _abandoned_attempt_ends_it(row, report_id=report_id, ruleset=ruleset, now=now):
+                return SkipReason.EXHAUSTED
         attempt = ReconciliationAttempt.objects.create(
             report_id=report_id,
             number=number,
@@ -149,7 +176,7 @@ def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> Clai
             platform_id=row["platform_id"],
             platform_slug=row["platform_slug"],
             platform_post_id=row["platform_post_id"],
-            quota_rps=quota_rps_of(row["platform_config"]),
+            platform_config=dict(row["platform_config"] or {}),
             affiliate_id=row["affiliate_id"],
             claim=rules.Claim(row["claimed_views"], row["claimed_clicks"], row["claimed_conversions"]),
             submitted_at=row["submitted_at"],
@@ -157,7 +184,56 @@ def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> Clai
             recheck=campaign_recheck(row["recheck_interval_hours"], row["recheck_window_days"]),
             previous_status=row["status"],
             is_recheck=is_recheck,
+            setup_error=setup_error,
         )
+
+
+def _abandoned_attempt_ends_it(row: dict[str, Any], *, report_id: int, ruleset: RuleSet, now: dt.datetime) -> bool:
+    """Count an abandoned attempt (its lease expired) against the budget; close the report if that was the last.
+
+    Defence in depth against the retry loop: an attempt that dies without recording anything (a worker
+    killed by the OOM killer on the same report every time, a database gone while recording a failure)
+    would otherwise be re-sent every lease period forever, since only a recorded outcome spends budget.
+    A staff re-run of a closed report is not affected: it leaves no lease behind. Re-checks are bounded by
+    their own window and keep the verdict, so only the initial check is closed here.
+    """
+    budget = row["budget_attempts"] + 1
+    window_end = rules.retry_window_end(row["submitted_at"], ruleset.retry)
+    exhausted = budget >= ruleset.retry.max_attempts or (window_end is not None and now > window_end)
+    fields: dict[str, Any] = {"budget_attempts": budget}
+    if exhausted:
+        reason = rules.MissingReason.INTERNAL_ERROR
+        fields.update(
+            terminal=True,
+            next_attempt_at=None,
+            lease_until=None,
+            dispatched_at=None,
+            status=ReconciliationStatus.MISSING_PLATFORM_DATA,
+            discrepancy_level=None,
+            missing_reason=reason,
+            error_code=reason,
+            error_message="the last attempt the budget or window allowed never finished (worker lost or crashed)",
+        )
+        retry_reason = (
+            rules.RetryReason.BUDGET_EXHAUSTED
+            if budget >= ruleset.retry.max_attempts
+            else rules.RetryReason.WINDOW_EXPIRED
+        )
+        _raise_missing_data(
+            report_id=report_id,
+            affiliate_id=row["affiliate_id"],
+            platform_id=row["platform_id"],
+            ruleset=ruleset,
+            missing_reason=reason,
+            retry_reason=retry_reason,
+            now=now,
+        )
+        logger.warning(
+            "Reconciliation closed: abandoned attempt was the last allowed",
+            extra={"report_id": report_id, "budget_attempts": budget, "reason": str(retry_reason)},
+        )
+    ReconciliationLog.objects.filter(pk=row["log_id"]).update(**fields)
+    return exhausted
 
 
 def _observed(outcome: FetchOutcome) -> rules.Observed | None:
@@ -234,13 +310,30 @@ def attempt_apply(
             if status == rules.Status.INCOMPLETE_PLATFORM_DATA
             else Outcome.SUCCESS
         )
-        ReconciliationAttempt.objects.filter(pk=claimed.attempt_id).update(
-            finished_at=now,
-            outcome=attempt_outcome,
-            status=status,
-            missing_reason=missing_reason,
-            duration_ms=round(outcome.duration_seconds * 1000, 3),
-        )
+        fields: dict = {}
+        if deferred and not decision.terminal:
+            # The platform was never asked (breaker open, rate limited), so the RUNNING row the claim wrote
+            # is not evidence of anything: delete it and give its number back, and count the deferral on
+            # the log instead. A day-long outage with a 60 s cooldown would otherwise write ~1,440 rows per
+            # report. Deleting (rather than keeping the row for the next claim to reuse) keeps the claim
+            # simple and the numbers dense: the next claim takes this same number again, which is free
+            # once the row is gone (unique (report, number) holds), and a stale worker's apply for it is
+            # still refused, because the lease it compares (lease_until) is gone. A deferral that ends
+            # the report (window expired) keeps its row: it is the last word on the report.
+            ReconciliationAttempt.objects.filter(pk=claimed.attempt_id).delete()
+            fields.update(
+                attempt_count=claimed.number - 1,
+                deferral_count=F("deferral_count") + 1,
+                last_deferred_at=now,
+            )
+        else:
+            ReconciliationAttempt.objects.filter(pk=claimed.attempt_id).update(
+                finished_at=now,
+                outcome=attempt_outcome,
+                status=status,
+                missing_reason=missing_reason,
+                duration_ms=round(outcome.duration_seconds * 1000, 3),
+            )
         if outcome.metrics is not None and classification.confidence_ratio > 0:
             PlatformSnapshot.objects.create(
                 post_id=claimed.post_id,
@@ -249,7 +342,8 @@ def attempt_apply(
                 views=outcome.metrics.views,
                 clicks=outcome.metrics.clicks,
                 conversions=outcome.metrics.conversions,
-                raw=dict(outcome.raw or outcome.metrics.raw or {}),
+                # A platform's payload may carry NaN (Python's json reads it): not storable as JSON.
+                raw=json_safe(dict(outcome.raw or outcome.metrics.raw or {})),
                 fetched_at=now,
             )
 
@@ -257,7 +351,7 @@ def attempt_apply(
         if conclusive:
             ledger_sum = _apply_trust(claimed, classification, log, now, raised)
 
-        fields: dict = {
+        fields |= {
             "lease_until": None,
             "dispatched_at": None,
             "last_attempt_at": now,
@@ -274,7 +368,12 @@ def attempt_apply(
             fields["trust_delta"] = ledger_sum
         ReconciliationLog.objects.filter(pk=log["log_id"]).update(**fields)
 
-        _raise_outcome_alerts(claimed, classification, decision, missing_reason, now, raised)
+        # A verdict raises its alert when it is reached, not again each time a re-check confirms it.
+        verdict_changed = conclusive and (log["status"], log["discrepancy_level"]) != (
+            str(status),
+            str(classification.level) if classification.level else None,
+        )
+        _raise_outcome_alerts(claimed, classification, decision, missing_reason, now, raised, verdict_changed)
 
     result = AttemptResult(
         report_id=claimed.report_id,
@@ -350,7 +449,7 @@ def _apply_trust(
         bucket_after = rules.bucket(change.score_after, trust_settings)
         transaction.on_commit(lambda: _count_bucket(str(bucket_after)))
         if rules.crossed_into_critical(before, change.score_after, trust_settings):
-            alert_raise(
+            _alert_raise_json_safe(
                 alert_type=Alert.Type.LOW_TRUST,
                 severity=Alert.Severity.HIGH,
                 title=f"Affiliate {affiliate['name']} fell into the critical trust bucket ({change.score_after})",
@@ -372,10 +471,11 @@ def _raise_outcome_alerts(
     missing_reason: str,
     now: dt.datetime,
     raised: list[str],
+    verdict_changed: bool,
 ) -> None:
     status = classification.status
     raise_alert = functools.partial(
-        alert_raise,
+        _alert_raise_json_safe,
         affiliate_id=claimed.affiliate_id,
         platform_id=claimed.platform_id,
         report_id=claimed.report_id,
@@ -387,7 +487,7 @@ def _raise_outcome_alerts(
         for d in classification.metrics
         if d.observed is not None
     }
-    if status == rules.Status.AFFILIATE_OVERCLAIMED:
+    if status == rules.Status.AFFILIATE_OVERCLAIMED and verdict_changed:
         level = str(classification.level)
         raise_alert(
             alert_type=Alert.Type.OVERCLAIM,
@@ -403,7 +503,7 @@ def _raise_outcome_alerts(
             },
         )
         raised.append(Alert.Type.OVERCLAIM)
-    elif status == rules.Status.DISCREPANCY_HIGH:
+    elif status == rules.Status.DISCREPANCY_HIGH and verdict_changed:
         raise_alert(
             alert_type=Alert.Type.HIGH_DISCREPANCY,
             severity=Alert.Severity.HIGH,
@@ -416,13 +516,59 @@ def _raise_outcome_alerts(
         )
         raised.append(Alert.Type.HIGH_DISCREPANCY)
     elif status == rules.Status.MISSING_PLATFORM_DATA and decision.raise_missing_alert:
-        raise_alert(
-            alert_type=Alert.Type.MISSING_DATA,
-            severity=Alert.Severity.MEDIUM,
-            title=f"No platform data for report {claimed.report_id} ({missing_reason}); giving up",
-            threshold={"missing_reason": missing_reason, "reason": str(decision.reason)},
+        _raise_missing_data(
+            report_id=claimed.report_id,
+            affiliate_id=claimed.affiliate_id,
+            platform_id=claimed.platform_id,
+            ruleset=claimed.ruleset,
+            missing_reason=missing_reason,
+            retry_reason=decision.reason,
+            now=now,
         )
         raised.append(Alert.Type.MISSING_DATA)
+
+
+def _raise_missing_data(
+    *,
+    report_id: int,
+    affiliate_id: int,
+    platform_id: int,
+    ruleset: RuleSet,
+    missing_reason: str,
+    retry_reason: str,
+    now: dt.datetime,
+) -> None:
+    _alert_raise_json_safe(
+        alert_type=Alert.Type.MISSING_DATA,
+        severity=Alert.Severity.MEDIUM,
+        title=f"No platform data for report {report_id} ({missing_reason}); giving up",
+        threshold={"missing_reason": missing_reason, "reason": str(retry_reason)},
+        affiliate_id=affiliate_id,
+        platform_id=platform_id,
+        report_id=report_id,
+        settings=ruleset.alerting,
+        now=now,
+    )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its name (``"inf"``, ``"-inf"``, ``"nan"``).
+
+    Python's json writes them as ``Infinity``/``NaN``, which is not JSON: PostgreSQL refuses the whole
+    insert, and with it the transaction that holds the verdict. Settings refuse non-finite numbers, but an
+    alert's evidence must be storable whatever a computation produced.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def _alert_raise_json_safe(*, threshold: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    return alert_raise(threshold=json_safe(threshold or {}), **kwargs)
 
 
 def _count_bucket(bucket: str) -> None:
@@ -440,6 +586,94 @@ def default_fetch(claimed: ClaimedAttempt) -> FetchOutcome:
     return fetch(platform=claimed.platform_slug, post_id=claimed.platform_post_id, quota_rps=claimed.quota_rps)
 
 
+def attempt_fail(*, claimed: ClaimedAttempt, error: BaseException, now: dt.datetime) -> AttemptResult | str:
+    """Record an attempt that raised as MISSING/``internal_error``, in a fresh transaction; or LEASE_LOST.
+
+    The apply's own transaction may be what failed (an alert's JSON refused, a constraint), so this writes
+    only values that cannot fail the same way: the outcome, plain strings and the schedule. It spends
+    budget like any real failure (``internal_error`` is not a deferral), so a bug or a bad configuration
+    ends in a terminal MISSING with its MISSING_DATA alert instead of a retry every lease period. During
+    re-checks the verdict stands, as for any failed re-check.
+    """
+    reason = rules.MissingReason.INTERNAL_ERROR
+    message = f"{type(error).__name__}: {error}"[:2000]
+    with transaction.atomic():
+        log = locked_reads.APPLY.fetch(claimed.report_id)
+        if log is None or log["attempt_count"] != claimed.number or log["lease_until"] != claimed.lease_until:
+            ReconciliationAttempt.objects.filter(pk=claimed.attempt_id, outcome=Outcome.RUNNING).update(
+                outcome=Outcome.DISCARDED, finished_at=now
+            )
+            return SkipReason.LEASE_LOST
+        had_conclusive = log["status"] in rules.CONCLUSIVE_STATUSES
+        budget_used = log["budget_attempts"] + 1
+        interval, window = claimed.recheck
+        decision = rules.next_attempt(
+            status=rules.Status.MISSING_PLATFORM_DATA,
+            missing_reason=reason,
+            attempts_used=budget_used,
+            claimed_at=claimed.submitted_at,
+            now=now,
+            retry_after_seconds=None,
+            incomplete_attempts=0,
+            policy=claimed.ruleset.retry,
+            rng=_rng,
+            recheck_interval_hours=interval,
+            recheck_window_days=window,
+            has_conclusive_status=had_conclusive,
+        )
+        ReconciliationAttempt.objects.filter(pk=claimed.attempt_id).update(
+            finished_at=now,
+            outcome=Outcome.ERROR,
+            status=ReconciliationStatus.MISSING_PLATFORM_DATA,
+            missing_reason=reason,
+        )
+        fields: dict[str, Any] = {
+            "lease_until": None,
+            "dispatched_at": None,
+            "last_attempt_at": now,
+            "budget_attempts": budget_used,
+            "next_attempt_at": decision.next_attempt_at,
+            "terminal": decision.terminal,
+            "error_code": reason,
+            "error_message": message,
+        }
+        if not had_conclusive:
+            fields.update(
+                status=ReconciliationStatus.MISSING_PLATFORM_DATA,
+                discrepancy_level=None,
+                missing_reason=reason,
+                max_diff_pct=None,
+                confidence_ratio=0.0,
+                missing_fields=list(rules.METRICS),
+                **{f"{metric}_diff": None for metric in rules.METRICS},
+                **{f"{metric}_diff_pct": None for metric in rules.METRICS},
+            )
+        ReconciliationLog.objects.filter(pk=log["log_id"]).update(**fields)
+        raised: list[str] = []
+        if decision.raise_missing_alert:
+            _raise_missing_data(
+                report_id=claimed.report_id,
+                affiliate_id=claimed.affiliate_id,
+                platform_id=claimed.platform_id,
+                ruleset=claimed.ruleset,
+                missing_reason=reason,
+                retry_reason=decision.reason,
+                now=now,
+            )
+            raised.append(Alert.Type.MISSING_DATA)
+    return AttemptResult(
+        report_id=claimed.report_id,
+        attempt_number=claimed.number,
+        status=str(rules.Status.MISSING_PLATFORM_DATA),
+        level=None,
+        missing_reason=reason,
+        trust_delta=log["trust_delta"],
+        next_attempt_at=decision.next_attempt_at,
+        terminal=decision.terminal,
+        alerts=tuple(raised),
+    )
+
+
 def attempt_run(
     *,
     report_id: int,
@@ -447,15 +681,30 @@ def attempt_run(
     fetcher: Callable[[ClaimedAttempt], FetchOutcome] = default_fetch,
     clock: Callable[[], dt.datetime] = timezone.now,
 ) -> AttemptResult | str:
-    """One whole attempt: claim, fetch outside any transaction, apply. Returns the result or why it skipped."""
+    """One whole attempt: claim, fetch outside any transaction, apply. Returns the result or why it skipped.
+
+    Whatever raises after the claim (the fetch, the apply) ends as a recorded ``internal_error`` outcome
+    (:func:`attempt_fail`) and in the shared list of worker exceptions; only if even that cannot be written
+    (the database is gone) does the exception propagate, and the expired lease brings the report back.
+    """
     started = time.monotonic()
     logger.info("Processing reconciliation job", extra={"report_id": report_id})
     claimed = attempt_claim(report_id=report_id, now=clock(), worker=worker or worker_name())
     if isinstance(claimed, str):
         logger.info("Reconciliation skipped", extra={"report_id": report_id, "reason": claimed})
         return claimed
-    outcome = fetcher(claimed)
-    result = attempt_apply(claimed=claimed, outcome=outcome, now=clock())
+    try:
+        if claimed.setup_error is not None:
+            raise claimed.setup_error
+        outcome = fetcher(claimed)
+        result = attempt_apply(claimed=claimed, outcome=outcome, now=clock())
+    except Exception as exc:
+        logger.exception(
+            "Reconciliation job failed",
+            extra={"report_id": report_id, "attempt": claimed.number, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        record_worker_exception(report_id=report_id, exc=exc)
+        result = attempt_fail(claimed=claimed, error=exc, now=clock())
     duration = time.monotonic() - started
     if isinstance(result, str):
         logger.warning("Reconciliation discarded", extra={"report_id": report_id, "reason": result})

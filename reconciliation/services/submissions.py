@@ -12,13 +12,14 @@ Counters are incremented with ``F()`` in SQL. Reading the affiliate, adding one 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from alerts.models import Alert
@@ -40,7 +41,8 @@ from reconciliation.services.dispatch import dispatch_on_commit, needs_priority
 #: Largest count a claim may carry (well inside BIGINT; no real post has a trillion views).
 MAX_CLAIM = 10**12
 
-_RUN_CHUNK = 5000
+
+logger = logging.getLogger("reconciliation.submissions")
 
 
 class SubmissionRejected(ValueError):
@@ -340,6 +342,33 @@ def _announce(result: SubmissionResult, *, campaign: Campaign, started: float, o
     log_performance(operation, (time.perf_counter() - started) * 1000, report_id=result.report.pk)
 
 
+@dataclass(frozen=True)
+class RunAccepted:
+    """What a staff re-run answers: how many reports it will reopen, and how."""
+
+    #: Reports matching the selection and not leased when the request was made (reopened or to be).
+    queued: int
+    #: Sent to the workers right after commit (a single report); 0 when a background task reopens them.
+    dispatched: int
+    #: True when a maintenance task reopens the selection in batches after the request.
+    background: bool
+    #: The selection, as given.
+    filter: dict[str, Any]
+
+
+def _run_selection(*, report_id: int | None, campaign_id: int | None, status: str | None):
+    logs = ReconciliationLog.objects.all()
+    if report_id is not None:
+        if not AffiliateReport.objects.filter(pk=report_id).exists():
+            raise RunTargetNotFound(f"no report with id {report_id}")
+        return logs.filter(report_id=report_id)
+    if campaign_id is not None:
+        if not Campaign.objects.filter(pk=campaign_id).exists():
+            raise RunTargetNotFound(f"no campaign with id {campaign_id}")
+        return logs.filter(report__post__campaign_id=campaign_id)
+    return logs.filter(status=status)
+
+
 def reconciliation_run(
     *,
     report_id: int | None = None,
@@ -347,45 +376,106 @@ def reconciliation_run(
     status: str | None = None,
     now: dt.datetime,
     request_id: str = "",
-    dispatch_limit: int = 1000,
-) -> tuple[int, int]:
-    """Staff re-run: make the selected reports due now and queue them. Returns (reopened, dispatched now).
+) -> RunAccepted:
+    """Staff re-run: make the selected reports due now and queue them.
 
     Exactly one selector. A report or campaign that does not exist raises :class:`RunTargetNotFound`.
-    Reports with an attempt running (unexpired lease) are left alone. Up to ``dispatch_limit`` are sent
-    right after commit; the rest are due and the sweeper sends them within seconds, so one HTTP request
-    never turns into a million broker calls.
+    Reports with an attempt running (unexpired lease) are left alone.
+
+    One report is reopened here and sent after commit. A campaign or a status may select any number of
+    reports: reopening them inside the request (and inside its idempotency transaction) would hold
+    thousands of row locks for as long as that takes, so the request only counts them and queues
+    :func:`reports_reopen_matching` on the maintenance queue, after commit; that task reopens them in
+    batches of :data:`RUN_BATCH` (one short transaction each), and the sweeper sends them as they come due.
+    Reports matching the selection after the request (a newer report, up to the highest id seen now) are
+    not included: the task stops at the highest report id the request counted.
     """
     from reconciliation.services.attempts import reports_reopen
 
-    if sum(value is not None for value in (report_id, campaign_id, status)) != 1:
+    given = {"report_id": report_id, "campaign_id": campaign_id, "status": status}
+    selection = {key: value for key, value in given.items() if value is not None}
+    if len(selection) != 1:
         raise SubmissionRejected({"non_field_errors": "give exactly one of report_id, campaign_id or status"})
-    logs = ReconciliationLog.objects.all()
+    logs = _run_selection(report_id=report_id, campaign_id=campaign_id, status=status)
     if report_id is not None:
-        if not AffiliateReport.objects.filter(pk=report_id).exists():
-            raise RunTargetNotFound(f"no report with id {report_id}")
-        logs = logs.filter(report_id=report_id)
-    elif campaign_id is not None:
-        if not Campaign.objects.filter(pk=campaign_id).exists():
-            raise RunTargetNotFound(f"no campaign with id {campaign_id}")
-        logs = logs.filter(report__post__campaign_id=campaign_id)
+        ids = reports_reopen(report_ids=[report_id], now=now)
+        if ids:
+            dispatch_on_commit(ids, priority=False, request_id=request_id or None)
+        accepted = RunAccepted(queued=len(ids), dispatched=len(ids), background=False, filter=selection)
     else:
-        logs = logs.filter(status=status)
-    # Resolve ids first: the reopen locks only log rows (a join inside FOR UPDATE would lock posts too).
-    candidates = list(logs.order_by("report_id").values_list("report_id", flat=True))
-    ids: list[int] = []
-    with transaction.atomic():
-        for start in range(0, len(candidates), _RUN_CHUNK):
-            ids += reports_reopen(report_ids=candidates[start : start + _RUN_CHUNK], now=now)
-        to_send = sorted(ids)[:dispatch_limit]
-        if to_send:
-            dispatch_on_commit(to_send, priority=False, request_id=request_id or None)
+        free = logs.filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+        counted = free.aggregate(n=Count("id"), up_to=Max("report_id"))
+        if counted["n"]:
+            up_to = int(counted["up_to"])
+            transaction.on_commit(
+                lambda: _queue_reopen(
+                    campaign_id=campaign_id, status=status, up_to_report_id=up_to, request_id=request_id
+                )
+            )
+        accepted = RunAccepted(queued=counted["n"], dispatched=0, background=True, filter=selection)
     log_business_event(
         "reconciliation_rerun_requested",
         report_id=report_id,
         campaign_id=campaign_id,
         status=status,
-        reopened=len(ids),
-        dispatched=len(to_send),
+        reopened=accepted.queued,
+        dispatched=accepted.dispatched,
+        background=accepted.background,
     )
-    return len(ids), len(to_send)
+    return accepted
+
+
+def _queue_reopen(*, campaign_id: int | None, status: str | None, up_to_report_id: int, request_id: str) -> None:
+    from reconciliation.tasks import reopen_reports_task
+
+    try:
+        reopen_reports_task.apply_async(
+            kwargs={"campaign_id": campaign_id, "status": status, "up_to_report_id": up_to_report_id},
+            headers={"request_id": request_id} if request_id else None,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except Exception as exc:  # the request has answered; say so loudly, staff can run it again
+        logger.error(
+            "Staff re-run could not be queued",
+            extra={"campaign_id": campaign_id, "status": status, "error": f"{type(exc).__name__}: {exc}"},
+        )
+
+
+RUN_BATCH = 500
+
+
+def reports_reopen_matching(
+    *,
+    campaign_id: int | None = None,
+    status: str | None = None,
+    up_to_report_id: int,
+    batch: int = RUN_BATCH,
+    clock: Any = timezone.now,
+) -> int:
+    """Reopen every report of a campaign or in a status (up to a report id), ``batch`` per transaction.
+
+    The maintenance task behind a staff re-run. Each batch is a short transaction of
+    :func:`~reconciliation.services.attempts.reports_reopen` (``SELECT … FOR UPDATE SKIP LOCKED``; a
+    report being attempted right now is skipped, as in the request). Ids are walked in order, so a
+    status filter still finds the next batch after the previous one was reopened. Returns how many.
+    """
+    from reconciliation.services.attempts import reports_reopen
+
+    logs = _run_selection(report_id=None, campaign_id=campaign_id, status=status)
+    cursor, reopened = 0, 0
+    while True:
+        candidates = list(
+            logs.filter(report_id__gt=cursor, report_id__lte=up_to_report_id)
+            .order_by("report_id")
+            .values_list("report_id", flat=True)[:batch]
+        )
+        if not candidates:
+            break
+        reopened += len(reports_reopen(report_ids=candidates, now=clock()))
+        cursor = candidates[-1]
+    logger.info(
+        "Staff re-run reopened reports",
+        extra={"campaign_id": campaign_id, "status": status, "reopened": reopened},
+    )
+    return reopened

@@ -254,3 +254,49 @@ def test_another_clients_campaign_is_404_everywhere(api: APIClient, world: World
     assert api.get(f"/api/v1/campaigns/{world.campaign.pk}", **key).status_code == 404
     assert api.get(f"/api/v1/campaigns/{world.campaign.pk}/reports/", **key).status_code == 404
     assert api.get("/api/v1/campaigns/999999", **bearer(world.client_key)).status_code == 404
+
+
+# --- state: a report being retried is told apart from a final "could not verify" ----------------------
+
+
+@pytest.mark.parametrize(
+    ("log", "state"),
+    [
+        ({}, "pending"),
+        ({"status": "MISSING_PLATFORM_DATA", "missing_reason": "timeout", "terminal": False}, "retrying"),
+        ({"status": "INCOMPLETE_PLATFORM_DATA", "terminal": False}, "retrying"),
+        ({"status": "AFFILIATE_OVERCLAIMED", "discrepancy_level": "HIGH", "terminal": False}, "rechecking"),
+        ({"status": "MATCHED", "terminal": False}, "rechecking"),
+        ({"status": "MISSING_PLATFORM_DATA", "terminal": True, "next_attempt_at": None}, "final"),
+        ({"status": "MATCHED", "terminal": True, "next_attempt_at": None}, "final"),
+    ],
+)
+def test_every_report_representation_says_its_state(
+    api: APIClient, world: World, log: dict[str, Any], state: str
+) -> None:
+    created = submit(api, world, 1)
+    assert created["state"] == "pending"
+    report_id = created["report_id"]
+    ReconciliationLog.objects.filter(report_id=report_id).update(**log)
+
+    detail = api.get(f"/api/v1/reports/{report_id}", **bearer(world.owner_key)).json()
+    assert detail["state"] == state
+    assert (detail["deferral_count"], detail["last_deferred_at"]) == (0, None)
+    listed = api.get(LIST, **bearer(world.owner_key)).json()["results"][0]["latest_report"]
+    assert listed["state"] == state
+    history = api.get(f"/api/v1/submissions/{created['post_id']}/metrics", **bearer(world.owner_key)).json()
+    assert history["claims"][-1]["state"] == state
+    campaign = api.get(f"/api/v1/campaigns/{world.campaign.pk}/reports/", **bearer(world.client_key)).json()
+    assert campaign["results"][0]["state"] == state
+
+
+def test_the_openapi_document_describes_each_state() -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    for name in ("ReportDetailOutput", "LatestReportOutput", "CampaignReportOutput", "SubmissionCreatedOutput"):
+        field = schema["components"]["schemas"][name]["properties"]["state"]
+        text = str(field)
+        for state in ("pending", "retrying", "rechecking", "final"):
+            assert state in text, (name, state)
+        assert "provisional" in text, name

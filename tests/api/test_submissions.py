@@ -41,7 +41,8 @@ def test_created_submission_is_saved_pending_and_due_now(api: APIClient, world: 
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"report_id", "post_id", "status", "status_url", "suspicion_flags"}
+    assert set(body) == {"report_id", "post_id", "status", "state", "status_url", "suspicion_flags"}
+    assert body["state"] == "pending"
     assert body["status"] == "PENDING"
     assert body["status_url"] == f"http://testserver/api/v1/reports/{body['report_id']}"
     post_row = Post.objects.get(pk=body["post_id"])

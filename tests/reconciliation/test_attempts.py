@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Any
 
@@ -14,13 +15,16 @@ from hypothesis import strategies as st
 from alerts.models import Alert
 from platforms.adapters.base import PlatformMetrics
 from platforms.fetcher import FetchOutcome
-from reconciliation.models import Affiliate, ReconciliationAttempt, ReconciliationLog, TrustEvent
+from platforms.models import Platform
+from reconcile_project.worker_exceptions import recent_worker_exceptions
+from reconciliation.models import Affiliate, Campaign, ReconciliationAttempt, ReconciliationLog, TrustEvent
 from reconciliation.services.attempts import (
     AttemptResult,
     SkipReason,
     attempt_apply,
     attempt_claim,
     attempt_run,
+    json_safe,
     reports_reopen,
 )
 from tests import factories
@@ -140,13 +144,202 @@ def test_falling_into_critical_raises_low_trust_once(report) -> None:
     assert Alert.objects.filter(alert_type="LOW_TRUST", affiliate_id=report.post.affiliate_id).count() == 1
 
 
-def test_deferral_spends_no_budget_and_follows_retry_after(report) -> None:
+def test_deferral_spends_no_budget_and_follows_retry_after_plus_jitter(report) -> None:
     now = report.submitted_at
     run(report, failed("circuit_open", retry_after=42), now)
     log = ReconciliationLog.objects.get(report=report)
     assert log.status == "MISSING_PLATFORM_DATA" and log.missing_reason == "circuit_open"
-    assert log.budget_attempts == 0 and log.next_attempt_at == now + dt.timedelta(seconds=42)
-    assert ReconciliationAttempt.objects.get(report=report).outcome == "DEFERRED"
+    assert log.budget_attempts == 0 and log.next_attempt_at is not None
+    # Never earlier than the cooldown, at most deferral_jitter_pct (25 %) later.
+    assert now + dt.timedelta(seconds=42) <= log.next_attempt_at <= now + dt.timedelta(seconds=42 * 1.25)
+
+
+def test_deferrals_write_no_attempt_rows_and_are_counted_on_the_log(report) -> None:
+    now = report.submitted_at
+    for minute in range(3):  # three cooldowns of an outage
+        at = now + dt.timedelta(minutes=minute)
+        ReconciliationLog.objects.filter(report=report).update(next_attempt_at=at)
+        result = run(report, failed("circuit_open" if minute < 2 else "rate_limited", retry_after=60), at)
+        assert isinstance(result, AttemptResult) and result.attempt_number == 1
+    log = ReconciliationLog.objects.get(report=report)
+    assert not ReconciliationAttempt.objects.filter(report=report).exists()
+    assert (log.deferral_count, log.attempt_count, log.budget_attempts) == (3, 0, 0)
+    assert log.last_deferred_at == now + dt.timedelta(minutes=2) and log.lease_until is None
+    # The platform comes back: the first real attempt is number 1.
+    ReconciliationLog.objects.filter(report=report).update(next_attempt_at=now + dt.timedelta(minutes=3))
+    run(report, ok(), now + dt.timedelta(minutes=3))
+    attempts = list(ReconciliationAttempt.objects.filter(report=report).values_list("number", "outcome"))
+    assert attempts == [(1, "SUCCESS")]
+    assert ReconciliationLog.objects.get(report=report).deferral_count == 3
+
+
+def test_a_stale_apply_after_a_deferral_gave_its_number_back_is_still_refused(report) -> None:
+    now = report.submitted_at
+    stale = attempt_claim(report_id=report.pk, now=now, worker="stuck")
+    assert not isinstance(stale, str)
+    later = now + dt.timedelta(seconds=121)  # the stuck worker's lease expired
+    second = attempt_claim(report_id=report.pk, now=later, worker="b")
+    assert not isinstance(second, str) and second.number == 2
+    attempt_apply(claimed=second, outcome=failed("circuit_open", retry_after=5), now=later)
+    assert ReconciliationLog.objects.get(report=report).attempt_count == 1  # number 2 given back
+    assert attempt_apply(claimed=stale, outcome=ok(), now=later) == SkipReason.LEASE_LOST
+    assert not TrustEvent.objects.filter(report=report).exists()
+    outcomes = list(ReconciliationAttempt.objects.filter(report=report).values_list("number", "outcome"))
+    assert outcomes == [(1, "DISCARDED")]
+
+
+def test_a_deferral_that_ends_the_window_keeps_its_row_and_alerts(report) -> None:
+    now = report.submitted_at + dt.timedelta(hours=23, minutes=59, seconds=30)
+    ReconciliationLog.objects.filter(report=report).update(next_attempt_at=now)
+    result = run(report, failed("circuit_open", retry_after=60), now)
+    assert isinstance(result, AttemptResult) and result.terminal
+    assert list(ReconciliationAttempt.objects.filter(report=report).values_list("outcome", flat=True)) == ["DEFERRED"]
+    assert Alert.objects.filter(report=report, alert_type="MISSING_DATA").count() == 1
+
+
+# --- Item: nothing retries forever (a crash after the claim is a recorded outcome) -------------------------
+
+
+def crash(_claimed: Any) -> FetchOutcome:
+    raise RuntimeError("boom in the fetch")
+
+
+def test_a_crash_in_the_fetch_is_a_recorded_internal_error_that_spends_budget(report) -> None:
+    now = report.submitted_at
+    result = attempt_run(report_id=report.pk, worker="test", fetcher=crash, clock=lambda: now)
+    assert isinstance(result, AttemptResult)
+    assert (result.status, result.missing_reason, result.terminal) == ("MISSING_PLATFORM_DATA", "internal_error", False)
+    attempt = ReconciliationAttempt.objects.get(report=report)
+    assert (attempt.outcome, attempt.missing_reason, attempt.finished_at) == ("ERROR", "internal_error", now)
+    log = ReconciliationLog.objects.get(report=report)
+    assert (log.status, log.missing_reason, log.budget_attempts, log.lease_until) == (
+        "MISSING_PLATFORM_DATA",
+        "internal_error",
+        1,
+        None,
+    )
+    assert log.error_message == "RuntimeError: boom in the fetch"
+    assert log.next_attempt_at is not None and log.next_attempt_at > now  # backoff, not the next sweep
+    recorded = [e for e in recent_worker_exceptions() if e["report_id"] == report.pk]
+    assert recorded and recorded[0]["type"] == "RuntimeError" and "boom" in recorded[0]["message"]
+
+
+def test_crashes_end_terminal_missing_with_one_alert_within_the_budget(report) -> None:
+    now = report.submitted_at
+    for _ in range(5):
+        attempt_run(report_id=report.pk, worker="test", fetcher=crash, clock=functools.partial(lambda at: at, now))
+        now = ReconciliationLog.objects.get(report=report).next_attempt_at or now
+    log = ReconciliationLog.objects.get(report=report)
+    assert log.terminal and log.next_attempt_at is None and log.missing_reason == "internal_error"
+    assert log.budget_attempts == 5
+    assert ReconciliationAttempt.objects.filter(report=report, outcome="ERROR").count() == 5
+    alert = Alert.objects.get(report=report, alert_type="MISSING_DATA")
+    assert alert.threshold_breached["missing_reason"] == "internal_error"
+    assert attempt_claim(report_id=report.pk, now=now + dt.timedelta(days=1)) == SkipReason.TERMINAL
+
+
+def test_a_zero_quota_in_the_platform_config_fails_the_attempt_recorded(report) -> None:
+    # A row written around validation, as a bad migration or a raw SQL fix would.
+    Platform.objects.filter(pk=report.post.platform_id).update(config={"quota_rps": 0})
+    result = attempt_run(report_id=report.pk, worker="test", clock=lambda: report.submitted_at)
+    assert isinstance(result, AttemptResult) and result.missing_reason == "internal_error"
+    log = ReconciliationLog.objects.get(report=report)
+    assert "quota_rps" in log.error_message and log.lease_until is None
+
+
+def test_campaign_overrides_that_no_longer_validate_fail_the_attempt_recorded(report) -> None:
+    Campaign.objects.filter(pk=report.post.campaign_id).update(
+        rule_overrides={"RECONCILIATION_SETTINGS": {"overclaim_critical_pct": "Infinity"}}
+    )
+    result = run(report, ok(), report.submitted_at)
+    assert isinstance(result, AttemptResult) and result.missing_reason == "internal_error"
+    assert "overclaim_critical_pct" in ReconciliationLog.objects.get(report=report).error_message
+
+
+def test_a_write_the_database_refuses_in_the_apply_is_recorded_in_a_fresh_transaction(report) -> None:
+    from django.db import connection
+
+    # A real refusal by PostgreSQL inside the apply's transaction (as an Infinity in a JSON column was).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_snapshot() RETURNS trigger AS $$ BEGIN"
+            " RAISE EXCEPTION 'snapshot refused'; END $$ LANGUAGE plpgsql;"
+            " CREATE TRIGGER refuse_snapshot BEFORE INSERT ON reconciliation_platformreport"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_snapshot();"
+        )
+    result = run(report, ok(), report.submitted_at)
+    assert isinstance(result, AttemptResult) and result.missing_reason == "internal_error"
+    log = ReconciliationLog.objects.get(report=report)
+    assert log.status == "MISSING_PLATFORM_DATA" and "snapshot refused" in log.error_message
+    assert not TrustEvent.objects.filter(report=report).exists()  # the verdict's writes were rolled back
+    assert ReconciliationAttempt.objects.get(report=report).outcome == "ERROR"
+
+
+def test_a_crash_during_a_recheck_keeps_the_verdict(report) -> None:
+    run(report, ok(), report.submitted_at)
+    recheck = report.submitted_at + dt.timedelta(hours=6)
+    attempt_run(report_id=report.pk, worker="test", fetcher=crash, clock=lambda: recheck)
+    log = ReconciliationLog.objects.get(report=report)
+    assert log.status == "MATCHED" and log.trust_delta == Decimal("0.01")
+    assert log.next_attempt_at == report.submitted_at + dt.timedelta(hours=12)
+    assert not Alert.objects.filter(report=report).exists()
+
+
+def test_an_abandoned_last_attempt_closes_the_report_instead_of_looping(report) -> None:
+    now = report.submitted_at
+    ReconciliationLog.objects.filter(report=report).update(budget_attempts=4)
+    first = attempt_claim(report_id=report.pk, now=now, worker="killed")  # the worker dies: nothing recorded
+    assert not isinstance(first, str)
+    later = now + dt.timedelta(seconds=121)
+    assert attempt_claim(report_id=report.pk, now=later, worker="next") == SkipReason.EXHAUSTED
+    log = ReconciliationLog.objects.get(report=report)
+    assert log.terminal and log.next_attempt_at is None and log.lease_until is None
+    assert (log.status, log.missing_reason, log.budget_attempts) == ("MISSING_PLATFORM_DATA", "internal_error", 5)
+    assert Alert.objects.filter(report=report, alert_type="MISSING_DATA").count() == 1
+    assert list(ReconciliationAttempt.objects.filter(report=report).values_list("outcome", flat=True)) == ["DISCARDED"]
+
+
+def test_an_abandoned_attempt_past_the_window_closes_the_report(report) -> None:
+    now = report.submitted_at + dt.timedelta(hours=23, minutes=59)
+    ReconciliationLog.objects.filter(report=report).update(next_attempt_at=now)
+    assert not isinstance(attempt_claim(report_id=report.pk, now=now, worker="killed"), str)
+    later = now + dt.timedelta(seconds=121)  # past claimed_at + 24 h
+    assert attempt_claim(report_id=report.pk, now=later, worker="next") == SkipReason.EXHAUSTED
+    log = ReconciliationLog.objects.get(report=report)
+    assert log.terminal and log.budget_attempts == 1 and log.missing_reason == "internal_error"
+    alert = Alert.objects.get(report=report, alert_type="MISSING_DATA")
+    assert alert.threshold_breached == {"missing_reason": "internal_error", "reason": "window_expired"}
+
+
+def test_an_abandoned_attempt_with_budget_left_is_retried_at_once(report) -> None:
+    now = report.submitted_at
+    assert not isinstance(attempt_claim(report_id=report.pk, now=now, worker="killed"), str)
+    later = now + dt.timedelta(seconds=121)
+    second = attempt_claim(report_id=report.pk, now=later, worker="next")
+    assert not isinstance(second, str) and second.number == 2
+    assert ReconciliationLog.objects.get(report=report).budget_attempts == 1
+
+
+def test_json_safe_names_non_finite_floats() -> None:
+    value = {"a": float("inf"), "b": [float("-inf"), float("nan"), 1.5], "c": {"d": (2, "x")}}
+    assert json_safe(value) == {"a": "inf", "b": ["-inf", "nan", 1.5], "c": {"d": [2, "x"]}}
+
+
+def test_a_recheck_that_confirms_the_same_overclaim_does_not_raise_again(report) -> None:
+    run(report, ok(views=500), report.submitted_at)
+    run(report, ok(views=500), report.submitted_at + dt.timedelta(hours=6))
+    alert = Alert.objects.get(report=report, alert_type="OVERCLAIM")
+    assert alert.occurrence_count == 1
+
+
+def test_a_recheck_that_changes_the_overclaim_level_raises_again(report) -> None:
+    run(report, ok(views=800), report.submitted_at)  # 25 % over: HIGH
+    assert Alert.objects.get(report=report, alert_type="OVERCLAIM").severity == "HIGH"
+    run(report, ok(views=800), report.submitted_at + dt.timedelta(hours=6))  # the same: nothing
+    assert Alert.objects.get(report=report, alert_type="OVERCLAIM").occurrence_count == 1
+    run(report, ok(views=600), report.submitted_at + dt.timedelta(hours=12))  # 67 % over: CRITICAL
+    alert = Alert.objects.get(report=report, alert_type="OVERCLAIM")
+    assert (alert.occurrence_count, alert.severity) == (2, "CRITICAL")
 
 
 def test_missing_budget_exhaustion_is_terminal_with_one_alert(report) -> None:

@@ -47,6 +47,7 @@ def test_the_claim_read_returns_what_the_orm_returns() -> None:
         "next_attempt_at": log.next_attempt_at,
         "lease_until": log.lease_until,
         "attempt_count": 3,
+        "budget_attempts": log.budget_attempts,
         "status": "MATCHED",
         "claimed_views": 1234,
         "claimed_clicks": 56,
@@ -80,6 +81,7 @@ def test_the_apply_read_returns_what_the_orm_returns() -> None:
         "lease_until": log.lease_until,
         "budget_attempts": 2,
         "status": "MATCHED",
+        "discrepancy_level": log.discrepancy_level,
         "trust_delta": Decimal("0.0100"),
     }
     assert isinstance(row["trust_delta"], Decimal)

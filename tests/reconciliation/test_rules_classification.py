@@ -46,7 +46,11 @@ DEFAULTS: dict[str, Any] = {
 
 
 def make_settings(**overrides: Any) -> ReconciliationSettings:
-    return ReconciliationSettings(**{**DEFAULTS, **overrides})
+    # Settings refuse inf/nan (config.py); the pure rules must still be total for them, so non-finite
+    # values are set on a validated group without validation.
+    finite = {k: v for k, v in overrides.items() if not (isinstance(v, float) and not math.isfinite(v))}
+    settings = ReconciliationSettings(**{**DEFAULTS, **finite})
+    return settings.model_copy(update={k: v for k, v in overrides.items() if k not in finite})
 
 
 SETTINGS = make_settings()

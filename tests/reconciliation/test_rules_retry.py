@@ -10,12 +10,15 @@ import pytest
 
 from reconcile_project.config import RetryPolicy
 from reconciliation.rules import (
+    DEFERRAL_REASONS,
     MissingReason,
+    ReportState,
     RetryDecision,
     RetryReason,
     Status,
     next_attempt,
     next_recheck,
+    report_state,
 )
 
 DEFAULTS: dict[str, Any] = {
@@ -26,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "incomplete_retry_minutes": 15,
     "lease_seconds": 120,
     "deferral_default_seconds": 60,
+    "deferral_jitter_pct": 0.25,
 }
 POLICY = RetryPolicy(**DEFAULTS)
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -152,7 +156,8 @@ def test_jitter_can_push_the_last_retry_out_of_the_window() -> None:
 
 
 def test_huge_budget_does_not_overflow() -> None:
-    policy = RetryPolicy(**{**DEFAULTS, "max_attempts": 100_000, "window_hours": float("inf")})
+    # Beyond any datetime (settings refuse inf itself): the window end is not representable.
+    policy = RetryPolicy(**{**DEFAULTS, "max_attempts": 100_000, "window_hours": 1e12})
     assert decide(attempts_used=50_000, policy=policy).terminal
 
 
@@ -164,12 +169,15 @@ def test_attempts_used_counts_this_attempt() -> None:
 # --- MISSING before the platform was reached: deferral spends no budget ------------------------------------
 
 
+NO_DEFERRAL_JITTER = FixedRandom(0.0)
+
+
 @pytest.mark.parametrize("reason", [MissingReason.CIRCUIT_OPEN, MissingReason.RATE_LIMITED])
 def test_deferral_waits_for_retry_after_and_spends_no_budget(reason: str) -> None:
-    rng = FixedRandom()
+    rng = FixedRandom(0.0)
     result = decide(reason=reason, attempts_used=4, retry_after=90, rng=rng)
     assert result == RetryDecision(T0 + timedelta(seconds=90), False, False, RetryReason.DEFERRED, False)
-    assert rng.calls == []  # no jitter on a server-given time
+    assert rng.calls == [(0.0, 0.25)]  # only ever later than the server-given time
 
 
 def test_deferral_ignores_an_exhausted_budget() -> None:
@@ -179,16 +187,69 @@ def test_deferral_ignores_an_exhausted_budget() -> None:
 
 @pytest.mark.parametrize(("retry_after", "seconds"), [(None, 60), (float("nan"), 60), (-5, 0), (0, 0), (2.5, 2.5)])
 def test_deferral_delay(retry_after: float | None, seconds: float) -> None:
-    result = decide(reason=MissingReason.RATE_LIMITED, retry_after=retry_after)
+    result = decide(reason=MissingReason.RATE_LIMITED, retry_after=retry_after, rng=NO_DEFERRAL_JITTER)
     assert result.next_attempt_at == T0 + timedelta(seconds=seconds)
 
 
+@pytest.mark.parametrize(("position", "seconds"), [(0.0, 60), (0.5, 67.5), (1.0, 75)])
+def test_deferral_jitter_spreads_over_zero_to_plus_jitter_pct(position: float, seconds: float) -> None:
+    result = decide(reason=MissingReason.CIRCUIT_OPEN, retry_after=60, rng=FixedRandom(position))
+    assert result.next_attempt_at == T0 + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("jitter_pct", [0.0, 0.1, 0.25, 1.0])
+@pytest.mark.parametrize("seed", range(25))
+def test_seeded_deferral_jitter_stays_within_bounds(jitter_pct: float, seed: int) -> None:
+    policy = RetryPolicy(**{**DEFAULTS, "deferral_jitter_pct": jitter_pct})
+    result = decide(reason=MissingReason.RATE_LIMITED, retry_after=60, rng=random.Random(seed), policy=policy)
+    assert result.next_attempt_at is not None and not result.terminal
+    delay = (result.next_attempt_at - T0).total_seconds()
+    assert 60 <= delay <= 60 * (1 + jitter_pct)
+    assert result == decide(reason=MissingReason.RATE_LIMITED, retry_after=60, rng=random.Random(seed), policy=policy)
+
+
+def test_deferrals_of_one_outage_are_spread_not_synchronised() -> None:
+    rng = random.Random(7)
+    times = {decide(reason=MissingReason.CIRCUIT_OPEN, retry_after=60, rng=rng).next_attempt_at for _ in range(100)}
+    assert len(times) == 100  # the same cooldown, a hundred different return times
+    spread = (max(t for t in times if t) - min(t for t in times if t)).total_seconds()
+    assert spread > 10  # over most of the 15 s (25 % of 60 s) span, not one instant
+
+
+def test_deferral_jitter_never_pushes_a_fitting_deferral_out_of_the_window() -> None:
+    now = T0 + timedelta(hours=23, minutes=59)
+    # 60 s lands exactly on the window end; any jitter would pass it: capped at the end, not terminal.
+    result = decide(reason=MissingReason.CIRCUIT_OPEN, now=now, retry_after=60, rng=FixedRandom(1.0))
+    assert result == RetryDecision(T0 + timedelta(hours=24), False, False, RetryReason.DEFERRED, False)
+    # 50 s fits; + 25 % (62.5 s) would not: capped at the end.
+    result = decide(reason=MissingReason.CIRCUIT_OPEN, now=now, retry_after=50, rng=FixedRandom(1.0))
+    assert result.next_attempt_at == T0 + timedelta(hours=24)
+    # 40 s + 25 % = 50 s fits: jittered as usual.
+    result = decide(reason=MissingReason.CIRCUIT_OPEN, now=now, retry_after=40, rng=FixedRandom(1.0))
+    assert result.next_attempt_at == now + timedelta(seconds=50)
+
+
 def test_deferral_is_bounded_by_the_window() -> None:
-    at_end = decide(reason=MissingReason.CIRCUIT_OPEN, now=T0 + timedelta(hours=23, minutes=59), retry_after=60)
+    now = T0 + timedelta(hours=23, minutes=59)
+    at_end = decide(reason=MissingReason.CIRCUIT_OPEN, now=now, retry_after=60, rng=NO_DEFERRAL_JITTER)
     assert at_end.next_attempt_at == T0 + timedelta(hours=24)
-    beyond = decide(reason=MissingReason.CIRCUIT_OPEN, now=T0 + timedelta(hours=23, minutes=59), retry_after=61)
+    beyond = decide(reason=MissingReason.CIRCUIT_OPEN, now=now, retry_after=61)
     assert beyond == RetryDecision(None, True, False, RetryReason.WINDOW_EXPIRED, True)
     assert decide(reason=MissingReason.RATE_LIMITED, retry_after=float("inf")).terminal
+
+
+# --- MISSING because our own code raised: a real failure ---------------------------------------------------
+
+
+def test_internal_error_spends_budget_and_backs_off_like_a_real_failure() -> None:
+    result = decide(reason=MissingReason.INTERNAL_ERROR, attempts_used=1)
+    assert result == RetryDecision(T0 + timedelta(minutes=30), False, True, RetryReason.BACKOFF, False)
+    assert MissingReason.INTERNAL_ERROR not in DEFERRAL_REASONS
+
+
+def test_internal_error_exhausts_the_budget_with_a_missing_alert() -> None:
+    result = decide(reason=MissingReason.INTERNAL_ERROR, attempts_used=5)
+    assert result == RetryDecision(None, True, True, RetryReason.BUDGET_EXHAUSTED, True)
 
 
 # --- INCOMPLETE: one extra attempt -------------------------------------------------------------------------
@@ -304,3 +365,21 @@ def test_recheck_grid_is_anchored_on_the_claim_not_on_the_verdict() -> None:
         times.append(at)
         now = at
     assert times == [T0 + timedelta(hours=h) for h in range(12, 169, 6)]
+
+
+# --- The report's state for API readers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "terminal", "state"),
+    [
+        (Status.PENDING, False, ReportState.PENDING),
+        (Status.MISSING_PLATFORM_DATA, False, ReportState.RETRYING),
+        (Status.INCOMPLETE_PLATFORM_DATA, False, ReportState.RETRYING),
+        *[(s, False, ReportState.RECHECKING) for s in Status if s.is_conclusive],
+        *[(s, True, ReportState.FINAL) for s in Status],
+    ],
+)
+def test_report_state(status: Status, terminal: bool, state: ReportState) -> None:
+    assert report_state(status=status, terminal=terminal) is state
+    assert report_state(status=str(status), terminal=terminal) is state
