@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from reconcile_project.config import AlertingSettings
+from reconcile_project.jsonsafe import json_safe
 from reconcile_project.metrics import ALERT_CREATED_TOTAL
 
 logger = logging.getLogger("alerts.services")
@@ -170,21 +170,6 @@ def _lock_scopes(alert_type: str, scopes: list[dict[str, int]]) -> None:
     with connection.cursor() as cursor:
         for key in keys:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float written as a string ("Infinity", "-Infinity", "NaN").
-
-    Python's json writes them as bare ``Infinity``/``NaN``, which is not JSON: PostgreSQL's jsonb refuses
-    the row. An infinite over-claim (a claim against a platform value of 0) is still worth its alert.
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
 
 
 _SEVERITY_ORDER = {s: i for i, s in enumerate(Alert.Severity.values)}

@@ -26,13 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import math
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -46,6 +45,7 @@ from alerts.services import alert_raise
 from platforms.fetcher import FetchOutcome
 from platforms.models import quota_rps_of
 from reconcile_project.config import RuleOverrideError, RuleSet
+from reconcile_project.jsonsafe import json_safe
 from reconcile_project.metrics import (
     RECONCILIATION_ATTEMPT_DURATION,
     RECONCILIATION_STATUS_TOTAL,
@@ -449,7 +449,7 @@ def _apply_trust(
         bucket_after = rules.bucket(change.score_after, trust_settings)
         transaction.on_commit(lambda: _count_bucket(str(bucket_after)))
         if rules.crossed_into_critical(before, change.score_after, trust_settings):
-            _alert_raise_json_safe(
+            alert_raise(
                 alert_type=Alert.Type.LOW_TRUST,
                 severity=Alert.Severity.HIGH,
                 title=f"Affiliate {affiliate['name']} fell into the critical trust bucket ({change.score_after})",
@@ -475,7 +475,7 @@ def _raise_outcome_alerts(
 ) -> None:
     status = classification.status
     raise_alert = functools.partial(
-        _alert_raise_json_safe,
+        alert_raise,
         affiliate_id=claimed.affiliate_id,
         platform_id=claimed.platform_id,
         report_id=claimed.report_id,
@@ -538,7 +538,7 @@ def _raise_missing_data(
     retry_reason: str,
     now: dt.datetime,
 ) -> None:
-    _alert_raise_json_safe(
+    alert_raise(
         alert_type=Alert.Type.MISSING_DATA,
         severity=Alert.Severity.MEDIUM,
         title=f"No platform data for report {report_id} ({missing_reason}); giving up",
@@ -549,26 +549,6 @@ def _raise_missing_data(
         settings=ruleset.alerting,
         now=now,
     )
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by its name (``"inf"``, ``"-inf"``, ``"nan"``).
-
-    Python's json writes them as ``Infinity``/``NaN``, which is not JSON: PostgreSQL refuses the whole
-    insert, and with it the transaction that holds the verdict. Settings refuse non-finite numbers, but an
-    alert's evidence must be storable whatever a computation produced.
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def _alert_raise_json_safe(*, threshold: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    return alert_raise(threshold=json_safe(threshold or {}), **kwargs)
 
 
 def _count_bucket(bucket: str) -> None:

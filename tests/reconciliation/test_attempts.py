@@ -16,6 +16,7 @@ from alerts.models import Alert
 from platforms.adapters.base import PlatformMetrics
 from platforms.fetcher import FetchOutcome
 from platforms.models import Platform
+from reconcile_project.jsonsafe import json_safe
 from reconcile_project.worker_exceptions import recent_worker_exceptions
 from reconciliation.models import Affiliate, Campaign, ReconciliationAttempt, ReconciliationLog, TrustEvent
 from reconciliation.services.attempts import (
@@ -24,7 +25,6 @@ from reconciliation.services.attempts import (
     attempt_apply,
     attempt_claim,
     attempt_run,
-    json_safe,
     reports_reopen,
 )
 from tests import factories
@@ -322,7 +322,7 @@ def test_an_abandoned_attempt_with_budget_left_is_retried_at_once(report) -> Non
 
 def test_json_safe_names_non_finite_floats() -> None:
     value = {"a": float("inf"), "b": [float("-inf"), float("nan"), 1.5], "c": {"d": (2, "x")}}
-    assert json_safe(value) == {"a": "inf", "b": ["-inf", "nan", 1.5], "c": {"d": [2, "x"]}}
+    assert json_safe(value) == {"a": "Infinity", "b": ["-Infinity", "NaN", 1.5], "c": {"d": [2, "x"]}}
 
 
 def test_a_recheck_that_confirms_the_same_overclaim_does_not_raise_again(report) -> None:
