@@ -70,16 +70,23 @@ def advance(client: redis.Redis, breaker: CircuitBreaker, platform: str, seconds
     ``platform`` (``opened_at``, ``half_open_at``, in-flight lease expiries) ``seconds`` into the past,
     as if they had passed.
     A test that sleeps through a short cooldown races the machine's load; this cannot."""
-    key = f"{breaker.key_prefix}{platform}"
-    for field in ("opened_at", "half_open_at"):
-        value = client.hget(key, field)
-        if value is not None:
-            client.hset(key, field, f"{float(value) - seconds:.6f}")
-    # In-flight leases expire earlier by the same amount.
-    leases = f"{key}:inflight"
-    pairs: list[tuple[bytes, float]] = client.zrange(leases, 0, -1, withscores=True)  # type: ignore[assignment]
-    for member, expiry in pairs:
-        client.zadd(leases, {member: float(expiry) - seconds})
+    # One script, so that it is atomic: workers of a live test keep calling the breaker, and a transition
+    # between reading and writing (a fresh half_open_at) must not be moved back too.
+    client.eval(_ADVANCE, 2, f"{breaker.key_prefix}{platform}", f"{breaker.key_prefix}{platform}:inflight", seconds)
+
+
+_ADVANCE = """
+local seconds = tonumber(ARGV[1])
+for _, field in ipairs({'opened_at', 'half_open_at'}) do
+  local value = redis.call('HGET', KEYS[1], field)
+  if value then redis.call('HSET', KEYS[1], field, string.format('%.6f', tonumber(value) - seconds)) end
+end
+local leases = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #leases, 2 do
+  redis.call('ZADD', KEYS[2], string.format('%.6f', tonumber(leases[i + 1]) - seconds), leases[i])
+end
+return 1
+"""
 
 
 def no_retries(budget: float = 5.0) -> BackoffPolicy:
