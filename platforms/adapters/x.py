@@ -11,6 +11,8 @@ of up to 90 days. One fetch:
    windows of at most 90 days.
 3. ``GET /12/stats/jobs/accounts/<account_id>``: the account's jobs; a job an earlier attempt created for
    the same window is reused, so a job still running at the end of one attempt is read by the next one.
+   The last window ends at the end of the current hour, so its job is reused within that hour; after
+   it, a new job covers the longer window (a stale total would be too low, the very error this avoids).
 4. ``POST /12/stats/jobs/accounts/<account_id>?entity=PROMOTED_TWEET&entity_ids=<id>&start_time=...
    &end_time=...&granularity=TOTAL&placement=ALL_ON_TWITTER&metric_groups=...`` for each window without
    one; the answer is the job, ``{"data": {"id_str": ..., "status": "PROCESSING", "url": null, ...}}``.
@@ -23,10 +25,12 @@ of up to 90 days. One fetch:
                               "conversion_purchases": {"metric": [3], "order_quantity": [3], ...}}}]}],
         "request": {"params": {...}}}
 
-If a job is still running when the attempt ends, the lifetime totals are not known: every metric is
-reported absent (None), never a partial sum, so the verdict cannot be an over-claim; the attempt ends
-MISSING (``no_metrics``) and is retried, reusing the job. No window with a row for the tweet: NotFound
-(X has no rows yet). The adapter does not wait for jobs: adapters never sleep (the fetcher owns time).
+The fetcher's quota token covers one fetch, that is, all of these calls (X limits the jobs per account
+by concurrency, not by rate). If a job is still running when the attempt ends, the lifetime totals are
+not known: every metric is reported absent (None), never a partial sum, so the verdict cannot be an
+over-claim; the attempt ends MISSING (``no_metrics``) and is retried, reusing the job. No window with a
+row for the tweet: NotFound (X has no rows yet). The adapter does not wait for jobs: adapters never
+sleep (the fetcher owns time).
 
 Every metric is an array (one value per time bucket; one bucket for TOTAL) or null when X has no data for
 it; a tweet's totals are the sums over windows. The Ads API authenticates with OAuth 1.0a user context,
