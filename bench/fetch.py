@@ -14,7 +14,12 @@ Measured (each figure is the median of 3 runs):
 - the breaker's own cost per call: ``before_call`` + ``record_success`` on a CLOSED breaker, p50/p99 in
   ms over ``BREAKER_CALLS`` calls against the local Redis;
 - for reference, the floor of two Redis round trips (two ``PING``s) p50/p99, and the adapter called
-  directly (no breaker, no limiter, no fetcher) at 1 thread and 0 ms: what the fetch path adds on top.
+  directly (no breaker, no limiter, no fetcher) at 1 thread and 0 ms: what the fetch path adds on top;
+- a timeout outage drill: ``DRILL_THREADS`` threads fetch from a platform whose every answer comes after
+  the read timeout, for ``DRILL_SECONDS``; the calls that reached the platform (counted by the sandbox)
+  and the most that were in flight at once, with the default breaker (``max_in_flight``) and, for
+  reference, with the cap out of the way (what the breaker did before it had one). The throughput
+  figures above use the default settings too, so they include the in-flight cap.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ LATENCIES_MS = (0, 50)
 BREAKER_CALLS = 2_000
 #: Far above anything reached, so the limiter costs its Redis call but never a wait.
 QUOTA_RPS = 1_000_000.0
+DRILL_THREADS = 24
+DRILL_SECONDS = 3.0
+DRILL_READ_TIMEOUT = 0.5
 #: Not REDIS_URL: a bench run must never touch a Redis the environment happens to point at.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -171,6 +179,82 @@ def breaker_overhead(breaker: CircuitBreaker, client: redis.Redis) -> dict[str, 
     }
 
 
+def timeout_outage_drill(
+    client: redis.Redis, url: str, prefix: str, settings: CircuitBreakerSettings
+) -> dict[str, Any]:
+    """Calls reaching a platform that times out, in the first ``DRILL_SECONDS``, and the most in flight."""
+    from platforms.sandbox import SandboxClient, sandbox_credentials
+
+    sandbox = SandboxClient(url)
+    sandbox.reset()
+    breaker = CircuitBreaker(client, settings, key_prefix=prefix)
+    limiter = RateLimiter(client, key_prefix=prefix + "rl:")
+    config = AdapterConfig(
+        base_url=f"{url}/{PLATFORM}", credentials=sandbox_credentials(PLATFORM), read_timeout=DRILL_READ_TIMEOUT
+    )
+    adapter = build_adapter(PLATFORM, config)
+    backoff = BackoffPolicy.model_validate({"max_retries": 0})
+    spans: list[tuple[float, float]] = []
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(DRILL_THREADS + 1)
+    stop_at = 0.0
+
+    class Timed:
+        def fetch_metrics(self, post_id: str) -> Any:
+            start = time.monotonic()
+            try:
+                return adapter.fetch_metrics(post_id)
+            finally:
+                with lock:
+                    spans.append((start, time.monotonic()))
+
+    def worker() -> None:
+        barrier.wait()
+        while time.monotonic() < stop_at:
+            outcome = fetch(
+                platform=PLATFORM,
+                post_id=POST_ID,
+                adapter=Timed(),
+                breaker=breaker,
+                limiter=limiter,
+                backoff=backoff,
+                quota_rps=QUOTA_RPS,
+                budget_seconds=max(0.1, stop_at - time.monotonic()),
+            )
+            with lock:
+                key = outcome.error_code or "ok"
+                outcomes[key] = outcomes.get(key, 0) + 1
+            if outcome.error_code == "circuit_open":
+                time.sleep(0.01)
+
+    # Every answer comes four read timeouts late: each call ends in a timeout.
+    sandbox.set_fault(PLATFORM, latency_ms=DRILL_READ_TIMEOUT * 4000)
+    pool = [threading.Thread(target=worker) for _ in range(DRILL_THREADS)]
+    for t in pool:
+        t.start()
+    stop_at = time.monotonic() + DRILL_SECONDS
+    barrier.wait()
+    for t in pool:
+        t.join()
+    reached = sandbox.requests_served(PLATFORM)
+    sandbox.reset()  # lets go of the held requests
+    sandbox.close()
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    current = most = 0
+    for _, step in events:
+        current += step
+        most = max(most, current)
+    return {
+        "max_in_flight_setting": settings.max_in_flight,
+        "failure_threshold": settings.failure_threshold,
+        "bound_threshold_plus_cap_minus_1": settings.failure_threshold + settings.max_in_flight - 1,
+        "calls_reaching_platform": reached,
+        "most_in_flight_at_once": most,
+        "outcomes": outcomes,
+    }
+
+
 def merge_counts(counters: Iterable[dict[str, int]]) -> dict[str, int]:
     merged: dict[str, int] = {}
     for counter in counters:
@@ -224,6 +308,18 @@ def main() -> None:
         overhead = {key: median(overhead_runs, key) for key in overhead_runs[0]}
         overhead["calls_per_run"] = BREAKER_CALLS
         log(f"breaker overhead: {overhead}")
+        defaults = CircuitBreakerSettings.model_validate({})
+        drill = {
+            "threads": DRILL_THREADS,
+            "seconds": DRILL_SECONDS,
+            "read_timeout_seconds": DRILL_READ_TIMEOUT,
+            "sandbox_latency_ms": DRILL_READ_TIMEOUT * 4000,
+            "with_cap": timeout_outage_drill(client, url, prefix + "drill:", defaults),
+            "without_cap_reference": timeout_outage_drill(
+                client, url, prefix + "drill-uncapped:", defaults.model_copy(update={"max_in_flight": 1_000_000})
+            ),
+        }
+        log(f"timeout outage drill: {drill}")
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -245,6 +341,7 @@ def main() -> None:
         "throughput": cells,
         "adapter_only_baseline": baseline,
         "breaker_overhead_per_call": overhead,
+        "timeout_outage_drill": drill,
         "host": {"python": host_platform.python_version(), "cpus": os.cpu_count()},
         "total_seconds": round(time.monotonic() - bench_started, 1),
     }

@@ -15,6 +15,19 @@ Transitions::
 The script that makes a transition reports it, and only that caller logs it, so each transition is
 logged exactly once however many workers race through it.
 
+**Calls in flight.** A breaker learns of a failure only when the call returns; when a platform starts
+timing out, a CLOSED breaker would let every worker thread send a call before the first timeout is
+counted. So admission also takes one of ``max_in_flight`` slots per platform, shared by all workers: a
+sorted set ``<prefix><platform>:inflight`` of call ids scored by lease expiry (Redis time), taken in the
+same script that admits the call and handed back by the script that records its outcome. Expired leases
+are purged on every admission, so a slot held by a killed worker frees itself after
+``in_flight_lease_seconds``. A call refused for want of a slot never reaches the platform
+(:data:`IN_FLIGHT_FULL`; the fetcher waits for a slot within its budget, then defers).
+
+**Slow calls.** A call that succeeds but took longer than ``slow_call_seconds`` is recorded as a failure
+(Resilience4j's ``slowCallDurationThreshold``): a platform slowing down towards its timeouts trips the
+breaker before every call times out.
+
 If Redis is unreachable the breaker admits every call (state ``UNKNOWN``): losing the breaker must
 degrade protection, never stop reconciliation.
 """
@@ -25,6 +38,7 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +55,8 @@ OPEN = "OPEN"
 HALF_OPEN = "HALF_OPEN"
 #: Reported when Redis cannot be asked; calls are admitted.
 UNKNOWN = "UNKNOWN"
+#: ``Admission.reason`` when the call was refused because ``max_in_flight`` calls are already in flight.
+IN_FLIGHT_FULL = "in_flight"
 
 RedisSource = redis.Redis | Callable[[], redis.Redis]
 #: ``hook(platform, from_state, to_state)``; called once per transition, in the process that made it.
@@ -61,21 +77,45 @@ local state = h[1] or 'CLOSED'
 local failures = tonumber(h[2]) or 0
 """
 
-# KEYS: hash, index set. ARGV: cooldown, probe limit, probe timeout.
-# Returns {admitted, state, probe, retry_after ('' if none), transitioned_to_half_open}.
+# Every script gets KEYS: hash, index set, in-flight sorted set.
+# A slot: the call id in the sorted set, scored by its lease's expiry. Taking one first purges expired
+# leases (the slots of workers that died mid-call). Returns '' when taken, else the seconds until the
+# first lease expires (the latest a slot can free itself).
+_TAKE_SLOT = """
+local function take_slot()
+  local cap = tonumber(ARGV[5])
+  local lease = tonumber(ARGV[6])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', fmt(now))
+  if redis.call('ZCARD', KEYS[3]) >= cap then
+    local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    return fmt(math.max(0, tonumber(first[2]) - now))
+  end
+  redis.call('ZADD', KEYS[3], fmt(now + lease), ARGV[7])
+  redis.call('EXPIRE', KEYS[3], math.ceil(lease) + 1)
+  return ''
+end
+"""
+
+# ARGV: cooldown, probe limit, probe timeout, platform, max in flight, lease, call id.
+# Returns {admitted, state, probe, retry_after ('' if none), transitioned_to_half_open, reason}.
 _BEFORE_CALL = (
     _LUA_PROLOGUE
+    + _TAKE_SLOT
     + """
 local cooldown = tonumber(ARGV[1])
 local probe_limit = tonumber(ARGV[2])
 local probe_timeout = tonumber(ARGV[3])
 if state == 'CLOSED' then
-  -- Register the platform once so snapshot() can list it; afterwards CLOSED admission is read-only.
+  -- Register the platform once so snapshot() can list it.
   if not h[1] then
     redis.call('HSET', key, 'state', 'CLOSED', 'failures', 0, 'probes', 0)
     redis.call('SADD', KEYS[2], ARGV[4])
   end
-  return {1, 'CLOSED', 0, '', 0}
+  local wait = take_slot()
+  if wait ~= '' then
+    return {0, 'CLOSED', 0, wait, 0, 'in_flight'}
+  end
+  return {1, 'CLOSED', 0, '', 0, ''}
 end
 local transitioned = 0
 local probes = tonumber(h[4]) or 0
@@ -83,7 +123,7 @@ local half_open_at = tonumber(h[5]) or now
 if state == 'OPEN' then
   local remaining = (tonumber(h[3]) or 0) + cooldown - now
   if remaining > 0 then
-    return {0, 'OPEN', 0, fmt(remaining), 0}
+    return {0, 'OPEN', 0, fmt(remaining), 0, ''}
   end
   probes = 0
   half_open_at = now
@@ -97,20 +137,25 @@ elseif probes >= probe_limit and now - half_open_at >= probe_timeout then
   redis.call('HSET', key, 'probes', 0, 'half_open_at', fmt(now))
 end
 if probes < probe_limit then
+  local wait = take_slot()
+  if wait ~= '' then
+    return {0, 'HALF_OPEN', 0, wait, transitioned, 'in_flight'}
+  end
   redis.call('HSET', key, 'probes', probes + 1)
-  return {1, 'HALF_OPEN', 1, '', transitioned}
+  return {1, 'HALF_OPEN', 1, '', transitioned, ''}
 end
-return {0, 'HALF_OPEN', 0, fmt(math.max(0, half_open_at + probe_timeout - now)), transitioned}
+return {0, 'HALF_OPEN', 0, fmt(math.max(0, half_open_at + probe_timeout - now)), transitioned, ''}
 """
 )
 
-# KEYS: hash, index set. ARGV: threshold, is_probe, platform.
+# ARGV: threshold, is_probe, platform, call id ('' if none).
 # Returns {state, transitioned, failures, previous state}.
 _RECORD_FAILURE = (
     _LUA_PROLOGUE
     + """
 local threshold = tonumber(ARGV[1])
 local is_probe = ARGV[2] == '1'
+if ARGV[4] ~= '' then redis.call('ZREM', KEYS[3], ARGV[4]) end
 if state == 'CLOSED' then
   failures = redis.call('HINCRBY', key, 'failures', 1)
   redis.call('SADD', KEYS[2], ARGV[3])
@@ -131,11 +176,12 @@ return {state, 0, failures, state}
 """
 )
 
-# KEYS: hash. ARGV: is_probe. Returns {state, transitioned}.
+# ARGV: is_probe, call id ('' if none). Returns {state, transitioned}.
 _RECORD_SUCCESS = (
     _LUA_PROLOGUE
     + """
 local is_probe = ARGV[1] == '1'
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[3], ARGV[2]) end
 if state == 'HALF_OPEN' and is_probe then
   redis.call('HSET', key, 'state', 'CLOSED', 'failures', 0, 'probes', 0)
   redis.call('HDEL', key, 'opened_at', 'half_open_at')
@@ -149,20 +195,22 @@ return {state, 0}
 """
 )
 
-# KEYS: hash. A probe that ended without a verdict (rate-limited, not found) hands its slot back so
-# that another worker can probe, instead of the slot being lost until the probe timeout.
+# ARGV: is_probe, call id ('' if none). A call that ended without a verdict (rate-limited, not found, or
+# never made) hands back its in-flight slot, and a probe its probe slot, so that another worker can
+# probe instead of the slot being lost until the probe timeout.
 _RELEASE = (
     _LUA_PROLOGUE
     + """
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[3], ARGV[2]) end
 local probes = tonumber(h[4]) or 0
-if state == 'HALF_OPEN' and probes > 0 then
+if ARGV[1] == '1' and state == 'HALF_OPEN' and probes > 0 then
   redis.call('HSET', key, 'probes', probes - 1)
 end
 return state
 """
 )
 
-# KEYS: hash, index set. ARGV: platform. Returns the previous state.
+# ARGV: platform. Returns the previous state. In-flight slots are left alone: those calls are still out.
 _RESET = (
     _LUA_PROLOGUE
     + """
@@ -182,8 +230,13 @@ class Admission:
     state: str
     #: True when this call is one of the HALF_OPEN probes; its outcome decides the next state.
     probe: bool = False
-    #: When rejected: seconds until the breaker may admit again (remaining cooldown or probe window).
+    #: When rejected: seconds until the breaker may admit again (remaining cooldown or probe window,
+    #: or, refused for want of an in-flight slot, until the first slot's lease runs out at the latest).
     retry_after_seconds: float | None = None
+    #: The call's in-flight slot (None when Redis could not be asked); handed back by ``record_*``/``release``.
+    call_id: str | None = None
+    #: Why a call was refused: :data:`IN_FLIGHT_FULL`, or None (the breaker's state refused it).
+    reason: str | None = None
 
 
 class RedisSkipped(redis.ConnectionError):
@@ -280,12 +333,20 @@ class CircuitBreaker:
 
     def before_call(self, platform: str) -> Admission:
         s = self.settings
+        call_id = uuid.uuid4().hex
         try:
-            admitted, state, probe, retry_after, transitioned = self._run(
+            admitted, state, probe, retry_after, transitioned, reason = self._run(
                 "before_call",
                 platform,
-                [s.open_cooldown_seconds, s.half_open_probe_count, self.probe_timeout_seconds, platform],
-                with_index=True,
+                [
+                    s.open_cooldown_seconds,
+                    s.half_open_probe_count,
+                    self.probe_timeout_seconds,
+                    platform,
+                    s.max_in_flight,
+                    s.in_flight_lease_seconds,
+                    call_id,
+                ],
             )
         except redis.RedisError as exc:
             self._redis.failed(platform, exc)
@@ -294,16 +355,31 @@ class CircuitBreaker:
         if int(transitioned):
             self._transitioned(platform, OPEN, HALF_OPEN)
         retry = _text(retry_after)
+        admitted = bool(int(admitted))
         return Admission(
-            admitted=bool(int(admitted)),
+            admitted=admitted,
             state=state,
             probe=bool(int(probe)),
             retry_after_seconds=float(retry) if retry else None,
+            call_id=call_id if admitted else None,
+            reason=_text(reason) or None,
         )
 
-    def record_success(self, platform: str, admission: Admission) -> None:
+    def record_success(self, platform: str, admission: Admission, *, duration_seconds: float | None = None) -> None:
+        """The call succeeded; if it took longer than ``slow_call_seconds`` it counts as a failure."""
+        if duration_seconds is not None and duration_seconds > self.settings.slow_call_seconds:
+            logger.warning(
+                "slow_call",
+                extra={
+                    "platform": platform,
+                    "duration_ms": round(duration_seconds * 1000, 2),
+                    "slow_call_seconds": self.settings.slow_call_seconds,
+                },
+            )
+            self.record_failure(platform, admission)
+            return
         try:
-            state, transitioned = self._run("record_success", platform, [int(admission.probe)])
+            state, transitioned = self._run("record_success", platform, [int(admission.probe), admission.call_id or ""])
         except redis.RedisError as exc:
             self._redis.failed(platform, exc)
             return
@@ -316,8 +392,7 @@ class CircuitBreaker:
             state, transitioned, failures, previous = self._run(
                 "record_failure",
                 platform,
-                [self.settings.failure_threshold, int(admission.probe), platform],
-                with_index=True,
+                [self.settings.failure_threshold, int(admission.probe), platform, admission.call_id or ""],
             )
         except redis.RedisError as exc:
             self._redis.failed(platform, exc)
@@ -327,11 +402,12 @@ class CircuitBreaker:
 
     def release(self, platform: str, admission: Admission) -> None:
         """End an admitted call that gave no verdict on the platform's health (rate-limited, not found,
-        or never made because our own rate limiter said no). Only a probe has anything to hand back."""
-        if not admission.probe:
+        or never made because our own rate limiter said no): its in-flight slot, and a probe's probe
+        slot, go back."""
+        if not admission.probe and admission.call_id is None:
             return
         try:
-            self._run("release", platform, [])
+            self._run("release", platform, [int(admission.probe), admission.call_id or ""])
         except redis.RedisError as exc:
             self._redis.failed(platform, exc)
 
@@ -345,7 +421,8 @@ class CircuitBreaker:
         return _text(value) if value is not None else CLOSED
 
     def snapshot(self, platforms: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """``{platform: {failures, state, opened_at, half_open_probes}}`` (the runbook's shape).
+        """``{platform: {failures, state, opened_at, half_open_probes, in_flight}}`` (the runbook's shape,
+        plus the calls holding an in-flight slot, leases not yet purged included).
 
         Without ``platforms``: every platform this prefix has seen. On a Redis error the named platforms
         are reported as UNKNOWN (and none when no names were given), so a health page still renders.
@@ -358,24 +435,30 @@ class CircuitBreaker:
             pipe = client.pipeline(transaction=False)
             for name in names:
                 pipe.hmget(self._key(name), "state", "failures", "opened_at", "probes")
-            rows: Sequence[Sequence[Any]] = pipe.execute()
+                pipe.zcard(self._in_flight_key(name))
+            replies: Sequence[Any] = pipe.execute()
         except redis.RedisError as exc:
             self._redis.failed(None, exc)
-            return {name: {"failures": 0, "state": UNKNOWN, "opened_at": None, "half_open_probes": 0} for name in names}
+            return {
+                name: {"failures": 0, "state": UNKNOWN, "opened_at": None, "half_open_probes": 0, "in_flight": 0}
+                for name in names
+            }
         result: dict[str, dict[str, Any]] = {}
-        for name, (state, failures, opened_at, probes) in zip(names, rows, strict=True):
+        for index, name in enumerate(names):
+            state, failures, opened_at, probes = replies[2 * index]
             result[name] = {
                 "failures": int(failures or 0),
                 "state": _text(state) if state is not None else CLOSED,
                 "opened_at": float(opened_at) if opened_at is not None else None,
                 "half_open_probes": int(probes or 0),
+                "in_flight": int(replies[2 * index + 1] or 0),
             }
         return result
 
     def reset(self, platform: str) -> None:
         """Force CLOSED with no failures (operator action); logged as a transition if it was not CLOSED."""
         try:
-            previous = _text(self._run("reset", platform, [platform], with_index=True))
+            previous = _text(self._run("reset", platform, [platform]))
         except redis.RedisError as exc:
             self._redis.failed(platform, exc)
             return
@@ -387,7 +470,10 @@ class CircuitBreaker:
     def _key(self, platform: str) -> str:
         return f"{self.key_prefix}{platform}"
 
-    def _run(self, name: str, platform: str, args: list[Any], *, with_index: bool = False) -> Any:
+    def _in_flight_key(self, platform: str) -> str:
+        return f"{self.key_prefix}{platform}:inflight"
+
+    def _run(self, name: str, platform: str, args: list[Any]) -> Any:
         client = self._redis.client()
         if self._scripts is None:
             with self._scripts_lock:
@@ -401,7 +487,7 @@ class CircuitBreaker:
                         "release": client.register_script(_RELEASE),
                         "reset": client.register_script(_RESET),
                     }
-        keys = [self._key(platform), self.index_key] if with_index else [self._key(platform)]
+        keys = [self._key(platform), self.index_key, self._in_flight_key(platform)]
         return self._scripts[name](keys=keys, args=args, client=client)
 
     def _transitioned(self, platform: str, from_state: str, to_state: str, **details: Any) -> None:

@@ -4,8 +4,11 @@ This is the only place that calls adapters. Adapters never retry, sleep or consu
 fetcher does all three and always returns a :class:`FetchOutcome` (it never raises a platform error),
 so the engine can classify and schedule the next attempt from one value.
 
-Per adapter call: ask the breaker (rejected → ``circuit_open``, no call), take a token from the
-platform's bucket (none within the budget → ``rate_limited``, no call), call, tell the breaker.
+Per adapter call: ask the breaker (rejected → ``circuit_open``, no call), which also takes one of the
+platform's in-flight slots (all taken → wait for one within the budget, else ``rate_limited``, no call:
+our own limit on the platform's load held the call back, like the quota, and the breaker is not open),
+take a token from the platform's bucket (none within the budget → ``rate_limited``, no call), call, tell
+the breaker how it went and how long it took (a slow success counts as a failure).
 Transient errors are retried with exponential backoff and jitter, at most ``max_retries`` times and
 never sleeping past the attempt budget; each retry asks the breaker again, so a probe admission covers
 exactly one call and a failed probe ends the fetch (the breaker is open again).
@@ -21,13 +24,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from platforms.adapters.base import METRICS, PlatformMetrics
-from platforms.breaker import Admission
+from platforms.breaker import IN_FLIGHT_FULL, Admission
 from platforms.errors import FetchError, PlatformError, RateLimited
 from platforms.ratelimit import TokenSource, wait_for_token
 from reconcile_project.config import BackoffPolicy, RateLimitSettings
 
 logger = logging.getLogger("platforms.fetcher")
 performance_logger = logging.getLogger("app.performance")
+
+#: Pause between two tries for an in-flight slot (jittered ±50 %): a slot frees when a call returns.
+SLOT_POLL_SECONDS = 0.05
 
 #: Bucket capacity as seconds of quota: a fifth of a second lets a worker pool start without waiting
 #: while keeping any one-second window within 1.2 × the platform's quota.
@@ -44,7 +50,7 @@ class Adapter(Protocol):
 
 class Breaker(Protocol):
     def before_call(self, platform: str) -> Admission: ...
-    def record_success(self, platform: str, admission: Admission) -> None: ...
+    def record_success(self, platform: str, admission: Admission, *, duration_seconds: float | None = None) -> None: ...
     def record_failure(self, platform: str, admission: Admission) -> None: ...
     def release(self, platform: str, admission: Admission) -> None: ...
 
@@ -129,11 +135,11 @@ def fetch(
     error: PlatformError | None = None
     outcome: FetchOutcome | None = None
     while True:
-        admission = breaker.before_call(platform)
+        admission = _admit(breaker, platform, deadline, sleep=sleep, clock=clock, rng=rng)
         if not admission.admitted:
             # On a retry the last platform error is the better answer: we did reach the platform.
             if error is None:
-                outcome = _circuit_open(platform, admission)
+                outcome = _refused(platform, admission)
             break
         token = wait_for_token(limiter, platform, quota_rps, burst, deadline, sleep=sleep, clock=clock, rng=rng)
         if not token.taken:
@@ -152,13 +158,16 @@ def fetch(
             # The admission is as old as the wait: the breaker may have opened meanwhile (a whole
             # pool of workers queued on the quota would otherwise all hit a platform that just
             # went down). A probe is ours to use; asking again would take a second probe slot.
-            admission = breaker.before_call(platform)
+            # The old admission's in-flight slot goes back first, so one call never holds two.
+            breaker.release(platform, admission)
+            admission = _admit(breaker, platform, deadline, sleep=sleep, clock=clock, rng=rng)
             if not admission.admitted:
                 if error is None:
-                    outcome = _circuit_open(platform, admission)
+                    outcome = _refused(platform, admission)
                 break
 
         attempts += 1
+        call_started = clock()
         try:
             metrics = adapter.fetch_metrics(post_id)
         except PlatformError as exc:
@@ -170,7 +179,7 @@ def fetch(
             error = FetchError(f"{type(exc).__name__}: {exc}")
             error.transient = False
         else:
-            breaker.record_success(platform, admission)
+            breaker.record_success(platform, admission, duration_seconds=clock() - call_started)
             outcome = FetchOutcome(metrics=metrics, missing_fields=metrics.missing_fields(), raw=dict(metrics.raw))
             break
 
@@ -219,6 +228,42 @@ def _observe(platform: str, outcome: FetchOutcome) -> None:
 def _backoff_delay(policy: BackoffPolicy, retry_index: int, rng: random.Random) -> float:
     delay = min(policy.max_delay_seconds, policy.base_delay_seconds * 2**retry_index)
     return max(0.0, delay * (1 + policy.jitter_pct * (2 * rng.random() - 1)))
+
+
+def _admit(
+    breaker: Breaker,
+    platform: str,
+    deadline: float,
+    *,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    rng: random.Random,
+) -> Admission:
+    """The breaker's admission; while it is refused only because every in-flight slot is taken, keep
+    asking (a slot frees when a call returns) as long as the budget lasts."""
+    while True:
+        admission = breaker.before_call(platform)
+        if admission.admitted or admission.reason != IN_FLIGHT_FULL:
+            return admission
+        pause = SLOT_POLL_SECONDS * (0.5 + rng.random())
+        if clock() + pause > deadline:
+            return admission
+        sleep(pause)
+
+
+def _refused(platform: str, admission: Admission) -> FetchOutcome:
+    if admission.reason == IN_FLIGHT_FULL:
+        # Not circuit_open: the breaker is not open, the platform is just busy with our calls. Like a
+        # quota refusal the call never left, so it spends no attempt budget and is deferred.
+        return FetchOutcome(
+            metrics=None,
+            missing_fields=list(METRICS),
+            error_code="rate_limited",
+            error_message=f"every in-flight slot for {platform} stayed taken for the attempt budget",
+            rate_limited=True,
+            retry_after_seconds=admission.retry_after_seconds,
+        )
+    return _circuit_open(platform, admission)
 
 
 def _circuit_open(platform: str, admission: Admission) -> FetchOutcome:

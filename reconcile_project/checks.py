@@ -27,3 +27,25 @@ def check_rule_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 )
             )
     return errors
+
+
+@register()
+def check_in_flight_lease_covers_a_call(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """An in-flight slot whose lease ran out while its call is still on the wire lets one more call out:
+    the lease must outlast at least one adapter HTTP call (connect + read timeout)."""
+    breaker, backoff = getattr(settings, "CIRCUIT_BREAKER", None), getattr(settings, "BACKOFF_POLICY", None)
+    lease = getattr(breaker, "in_flight_lease_seconds", None)
+    timeouts = getattr(backoff, "connect_timeout_seconds", None), getattr(backoff, "read_timeout_seconds", None)
+    if lease is None or None in timeouts:
+        return []  # a wrong group type is reported by check_rule_settings
+    longest_call = sum(t for t in timeouts if t is not None)
+    if lease < longest_call:
+        return [
+            Error(
+                f"CIRCUIT_BREAKER.in_flight_lease_seconds ({lease}) is shorter than one adapter call "
+                f"(BACKOFF_POLICY connect + read timeout = {longest_call})",
+                hint="Set CIRCUIT_BREAKER__IN_FLIGHT_LEASE_SECONDS to at least the connect + read timeout.",
+                id="reconcile.E020",
+            )
+        ]
+    return []

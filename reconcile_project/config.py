@@ -142,6 +142,17 @@ class CircuitBreakerSettings(_Group):
     failure_threshold: int = Field(5, ge=1)
     open_cooldown_seconds: float = Field(60, gt=0)
     half_open_probe_count: int = Field(3, ge=1)
+    #: Calls to one platform in flight at once, across all workers. A breaker hears of a failure only
+    #: when the call returns: when a platform starts timing out, at most this many calls are stuck on it
+    #: before the first timeout is counted (without a cap, every worker thread sends one).
+    max_in_flight: int = Field(8, ge=1)
+    #: How long an in-flight slot stays taken if its worker never hands it back (killed mid-call). At
+    #: least the longest adapter call: connect + read timeout, times the HTTP calls of one fetch (X
+    #: makes several).
+    in_flight_lease_seconds: float = Field(60, gt=0)
+    #: A call that succeeds but takes longer than this counts as a failure (Resilience4j's
+    #: slowCallDurationThreshold): a platform slowing towards its timeouts trips the breaker early.
+    slow_call_seconds: float = Field(8.0, gt=0)
 
 
 class BackoffPolicy(_Group):

@@ -121,8 +121,38 @@ def call_api(
     retry_hint: RetryHint | None = None,
 ) -> Any:
     """Perform one API call and return its decoded JSON body, or raise a ``platforms.errors`` error."""
+    response = _send(config, method, url, platform=platform, params=params, json_body=json_body, headers=headers)
+    api_response = _decode(response)
+    error = map_response(api_response, platform=platform, api_error=api_error, retry_hint=retry_hint)
+    if error is not None:
+        raise error
+    return api_response.body
+
+
+def download(config: AdapterConfig, url: str, *, platform: str) -> bytes:
+    """GET a result file (a report job's output) as bytes, with the same timeouts and error mapping.
+
+    No credentials travel with it: report files are pre-signed CDN links, not API calls.
+    """
+    response = _send(config, "GET", url, platform=platform)
+    if 200 <= response.status_code < 300:
+        return response.content
+    error = map_response(_decode(response), platform=platform)
+    raise error or FetchError(f"{platform}: HTTP {response.status_code} for a result file", status=response.status_code)
+
+
+def _send(
+    config: AdapterConfig,
+    method: str,
+    url: str,
+    *,
+    platform: str,
+    params: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> requests.Response:
     try:
-        response = get_session().request(
+        return get_session().request(
             method,
             url,
             params=params,
@@ -142,12 +172,6 @@ def call_api(
         raise FetchError(f"{platform}: connection failed ({type(exc).__name__})") from exc
     except requests.RequestException as exc:
         raise FetchError(f"{platform}: request failed ({type(exc).__name__})") from exc
-
-    api_response = _decode(response)
-    error = map_response(api_response, platform=platform, api_error=api_error, retry_hint=retry_hint)
-    if error is not None:
-        raise error
-    return api_response.body
 
 
 def map_response(

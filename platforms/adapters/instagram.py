@@ -6,8 +6,9 @@
     {"data": [{"name": "views", "period": "lifetime", "values": [{"value": 1234}],
                "title": "Views", "description": "...", "id": "<media_id>/insights/views/lifetime"}, ...]}
 
-Values are JSON integers. The edge is keyed by the IG *media id*; we pass the post id parsed from the
-claimed URL as that id (resolving a shortcode to a media id needs the owner's media list).
+Values are JSON integers; an empty ``data`` list (insights not reported yet) is NotFound. The edge is
+keyed by the IG *media id*; we pass the post id parsed from the claimed URL as that id (resolving a
+shortcode to a media id needs the owner's media list).
 Mapping: views ← ``views``. Organic media insights report no link clicks (``profile_links_taps`` and
 ``website_clicks`` are account-level, not per post) and no conversions, so clicks and conversions are
 always None: the engine must treat Instagram clicks/conversions as unverifiable, not as zero.
@@ -23,6 +24,7 @@ from platforms.adapters.base import PlatformAdapter, PlatformMetrics
 from platforms.adapters.graph import GRAPH_API_VERSION, graph_api_error, usage_retry_hint
 from platforms.adapters.graph import PRODUCTION_BASE_URL as PRODUCTION_BASE_URL
 from platforms.adapters.http import call_api, endpoint, require_credential, to_count, unexpected_shape
+from platforms.errors import NotFound
 
 #: ``reach`` and ``total_interactions`` are not mapped; they are kept in ``raw`` for investigators.
 METRICS = ("views", "reach", "total_interactions")
@@ -45,6 +47,9 @@ class InstagramAdapter(PlatformAdapter):
         )
         with unexpected_shape(self.slug):
             entries: list[dict[str, Any]] = body["data"]
+            if not entries:
+                # The media exists (an unknown id is error 100/33) but has no insights yet.
+                raise NotFound(f"instagram: no insights rows for media {post_id!r} (yet)")
             by_name = {entry["name"]: entry for entry in entries}
             views_entry = by_name.get("views")
             views = None

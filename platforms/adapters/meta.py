@@ -9,7 +9,8 @@
                "date_start": "...", "date_stop": "..."}],
      "paging": {"cursors": {...}}}
 
-Values are strings. The insights edge is keyed by the *ad* id; we pass the post id parsed from the
+Values are strings. An empty ``data`` list (no delivery yet, or insights not yet reported) is
+NotFound, never zeros. The insights edge is keyed by the *ad* id; we pass the post id parsed from the
 claimed URL as that id (an affiliate's boosted post is reported under its ad). Mapping:
 views ← ``impressions``, clicks ← ``clicks`` (all clicks; ``inline_link_clicks`` would be link clicks
 only), conversions ← the first of :data:`CONVERSION_ACTION_TYPES` present in ``actions``.
@@ -26,6 +27,7 @@ from platforms.adapters.base import PlatformAdapter, PlatformMetrics
 from platforms.adapters.graph import GRAPH_API_VERSION, graph_api_error, usage_retry_hint
 from platforms.adapters.graph import PRODUCTION_BASE_URL as PRODUCTION_BASE_URL
 from platforms.adapters.http import call_api, endpoint, require_credential, to_count, unexpected_shape
+from platforms.errors import NotFound
 
 FIELDS = ("impressions", "clicks", "actions")
 #: Most specific first. ``purchase`` and ``omni_purchase`` aggregate the pixel event with app/offline
@@ -53,8 +55,10 @@ class MetaAdapter(PlatformAdapter):
             if not isinstance(rows, list):
                 raise TypeError("data is not a list")
             if not rows:
-                # The ad exists (an unknown id is error 100/33) but never delivered: Meta returns no row.
-                return PlatformMetrics(views=0, clicks=0, conversions=0, raw=body)
+                # The ad exists (an unknown id is error 100/33) but Meta has no row for it: it has not
+                # delivered yet, or its insights lag behind (they can for hours). Zeros here would make
+                # every true claim a CRITICAL over-claim; "no data yet" is retried like a missing post.
+                raise NotFound(f"meta: no insights rows for ad {post_id!r} (yet)")
             # Without time_increment or breakdowns the lifetime insights come back as a single row.
             row = rows[0]
             return PlatformMetrics(

@@ -13,7 +13,11 @@
 Fields are requested upper-case and returned lower-case, as JSON integers. Reddit rate-limits with 429
 and ``x-ratelimit-reset`` (seconds until the window resets). The report is keyed by *ad id*; we pass
 the post id parsed from the claimed URL as that id. An empty ``metrics`` list (unknown ad, or an ad
-that never delivered) is reported as NotFound.
+that never delivered, or whose numbers are not reported yet) is reported as NotFound.
+
+The metrics are the ad's lifetime totals: the report has no all-time preset, so it runs from
+:data:`ALL_TIME_START`, a moment before any Reddit ad could have delivered, to now. A shorter look-back
+(it was 365 days) leaves out the start of an older ad's life and turns a true claim into an over-claim.
 Mapping: views ← ``impressions``, clicks ← ``clicks``, conversions ← ``key_conversion_total_count``.
 
 Credentials: ``access_token``, ``ad_account_id``.
@@ -21,7 +25,7 @@ Credentials: ``access_token``, ``ad_account_id``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from platforms.adapters.base import PlatformAdapter, PlatformMetrics
@@ -41,8 +45,8 @@ from platforms.errors import NotFound
 
 PRODUCTION_BASE_URL = "https://ads-api.reddit.com"
 FIELDS = ("IMPRESSIONS", "CLICKS", "KEY_CONVERSION_TOTAL_COUNT")
-#: Metrics are cumulative; a year back covers any campaign we reconcile.
-LOOKBACK = timedelta(days=365)
+#: Stands for "all time": before Reddit's self-serve ads platform existed, so before any ad's first delivery.
+ALL_TIME_START = datetime(2015, 1, 1, tzinfo=UTC)
 
 
 class RedditAdapter(PlatformAdapter):
@@ -62,7 +66,7 @@ class RedditAdapter(PlatformAdapter):
                     "breakdowns": ["AD_ID"],
                     "fields": list(FIELDS),
                     "filter": f"ad:id=={post_id}",
-                    "starts_at": isoformat_z(ends_at - LOOKBACK),
+                    "starts_at": isoformat_z(ALL_TIME_START),
                     "ends_at": isoformat_z(ends_at),
                     "time_zone_id": "GMT",
                 }

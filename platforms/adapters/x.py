@@ -1,22 +1,43 @@
-"""X (Twitter) — X Ads API synchronous analytics.
+"""X (Twitter) — X Ads API asynchronous analytics jobs, for a promoted tweet's lifetime totals.
 
-``GET https://ads-api.x.com/12/stats/accounts/<account_id>?entity=PROMOTED_TWEET&entity_ids=<id>
-&start_time=...&end_time=...&granularity=TOTAL&placement=ALL_ON_TWITTER
-&metric_groups=ENGAGEMENT,BILLING,WEB_CONVERSION``
-(https://developer.x.com/en/docs/x-ads-api/analytics/api-reference/synchronous)::
+X's synchronous stats endpoint caps a request at 7 days, so for any older post it reports only the last
+week, and a true claim reads as an over-claim. Lifetime totals come from the asynchronous analytics jobs
+(https://developer.x.com/en/docs/x-ads-api/analytics/guides/asynchronous-analytics), which take windows
+of up to 90 days. One fetch:
 
-    {"data_type": "stats", "time_series_length": 1,
-     "data": [{"id": "<id>", "id_data": [{"segment": null,
-               "metrics": {"impressions": [1234], "url_clicks": [56], "clicks": [80], ...,
-                           "conversion_purchases": {"metric": [3], "order_quantity": [3], ...}}}]}],
-     "request": {"params": {...}}}
+1. ``GET /12/accounts/<account_id>/promoted_tweets/<id>``: the promoted tweet and its ``created_at``, the
+   start of its life (nothing can have been delivered before it). Unknown id: 404, NotFound.
+2. The life ``[created_at, now]`` in whole UTC hours (TOTAL granularity wants whole hours), cut into
+   windows of at most 90 days.
+3. ``GET /12/stats/jobs/accounts/<account_id>``: the account's jobs; a job an earlier attempt created for
+   the same window is reused, so a job still running at the end of one attempt is read by the next one.
+   The last window ends at the end of the current hour, so its job is reused within that hour; after
+   it, a new job covers the longer window (a stale total would be too low, the very error this avoids).
+4. ``POST /12/stats/jobs/accounts/<account_id>?entity=PROMOTED_TWEET&entity_ids=<id>&start_time=...
+   &end_time=...&granularity=TOTAL&placement=ALL_ON_TWITTER&metric_groups=...`` for each window without
+   one; the answer is the job, ``{"data": {"id_str": ..., "status": "PROCESSING", "url": null, ...}}``.
+5. ``GET /12/stats/jobs/accounts/<account_id>?job_ids=...`` once more for the jobs not yet done.
+6. Each ``SUCCESS`` job's ``url``: a gzipped JSON file in the synchronous response's schema::
 
-Every metric is an array (one value per time bucket; one bucket for TOTAL) or null when X has no data
-for it. The Ads API authenticates with OAuth 1.0a user context, signed per request (HMAC-SHA1).
-Throttling is a 429 with ``x-rate-limit-reset`` / ``x-account-rate-limit-reset`` (Unix time).
-The endpoint is keyed by *promoted tweet id*; we pass the post id parsed from the claimed URL as that id.
-The synchronous endpoint caps the window at 7 days, so these are the last 7 days' totals; lifetime
-totals for older posts need the asynchronous job endpoint (``/12/stats/jobs/accounts/<id>``).
+       {"data_type": "stats", "time_series_length": 1,
+        "data": [{"id": "<id>", "id_data": [{"segment": null,
+                  "metrics": {"impressions": [1234], "url_clicks": [56], "clicks": [80], ...,
+                              "conversion_purchases": {"metric": [3], "order_quantity": [3], ...}}}]}],
+        "request": {"params": {...}}}
+
+The fetcher's quota token covers one fetch, that is, all of these calls (X limits the jobs per account
+by concurrency, not by rate). If a job is still running when the attempt ends, the lifetime totals are
+not known: every metric is reported absent (None), never a partial sum, so the verdict cannot be an
+over-claim; the attempt ends MISSING (``no_metrics``) and is retried, reusing the job. No window with a
+row for the tweet: NotFound (X has no rows yet). The adapter does not wait for jobs: adapters never
+sleep (the fetcher owns time).
+
+Every metric is an array (one value per time bucket; one bucket for TOTAL) or null when X has no data for
+it; a tweet's totals are the sums over windows. The Ads API authenticates with OAuth 1.0a user context,
+signed per request (HMAC-SHA1); result files are pre-signed CDN links fetched without credentials, and
+only from X's file host (ton.twimg.com) or the API's own origin (the sandbox). Throttling is a 429 with
+``x-rate-limit-reset`` / ``x-account-rate-limit-reset`` (Unix time). The endpoints are keyed by *promoted
+tweet id*; we pass the post id parsed from the claimed URL as that id.
 Mapping: views ← ``impressions``, clicks ← ``url_clicks`` (clicks on the link, what an affiliate
 claims; ``clicks`` also counts profile and hashtag clicks), conversions ← ``conversion_purchases.metric``.
 
@@ -27,19 +48,23 @@ Credentials: ``consumer_key``, ``consumer_secret``, ``access_token``, ``access_t
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from platforms.adapters.base import PlatformAdapter, PlatformMetrics
 from platforms.adapters.http import (
     ApiResponse,
     call_api,
+    download,
     endpoint,
     isoformat_z,
     require_credential,
@@ -49,13 +74,30 @@ from platforms.adapters.http import (
     unexpected_shape,
     utc_hour_ceiling,
 )
-from platforms.errors import NotFound
+from platforms.errors import FetchError, NotFound
 
 PRODUCTION_BASE_URL = "https://ads-api.x.com"
 API_VERSION = "12"
 METRIC_GROUPS = ("ENGAGEMENT", "BILLING", "WEB_CONVERSION")
-#: The synchronous stats endpoint rejects longer windows.
-MAX_WINDOW = timedelta(days=7)
+#: The longest window one asynchronous job accepts (non-segmented).
+MAX_JOB_WINDOW = timedelta(days=90)
+#: Where X serves job results; anything else is refused (besides the API's own origin, for the sandbox).
+RESULT_FILE_HOST = "ton.twimg.com"
+#: Job states that will never produce a file: such a job is not reused.
+_DEAD_JOB_STATES = frozenset({"FAILED", "EXPIRED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class _Job:
+    id: str
+    start_time: str
+    end_time: str
+    status: str
+    url: str | None
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "SUCCESS" and bool(self.url)
 
 
 class XAdapter(PlatformAdapter):
@@ -66,48 +108,171 @@ class XAdapter(PlatformAdapter):
             key: require_credential(self.config, key, self.slug)
             for key in ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "account_id")
         }
-        url = endpoint(self.config, API_VERSION, "stats", "accounts", keys["account_id"])
-        # X wants whole hours for TOTAL granularity.
-        end = utc_hour_ceiling()
-        params = {
-            "entity": "PROMOTED_TWEET",
-            "entity_ids": post_id,
-            "start_time": isoformat_z(end - MAX_WINDOW),
-            "end_time": isoformat_z(end),
-            "granularity": "TOTAL",
-            "placement": "ALL_ON_TWITTER",
-            "metric_groups": ",".join(METRIC_GROUPS),
-        }
+        account = keys["account_id"]
+        created = self._created_at(keys, post_id)
+        windows = lifetime_windows(created, utc_hour_ceiling())
+        jobs_url = endpoint(self.config, API_VERSION, "stats", "jobs", "accounts", account)
+
+        existing = self._reusable_jobs(keys, jobs_url, post_id)
+        jobs: list[_Job] = []
+        for start, end in windows:
+            job = existing.get((start, end))
+            if job is None:
+                job = self._create_job(keys, jobs_url, post_id, start, end)
+            jobs.append(job)
+        if not all(job.ready for job in jobs):
+            # One more look: a job created a moment ago may already be done (small jobs are quick).
+            polled = self._poll(keys, jobs_url, [job.id for job in jobs if not job.ready])
+            jobs = [polled.get(job.id, job) for job in jobs]
+        pending = [job.id for job in jobs if not job.ready]
+        if pending:
+            # Without every window the total would be too low: report nothing rather than a partial sum.
+            return PlatformMetrics(
+                views=None,
+                clicks=None,
+                conversions=None,
+                raw={"pending_jobs": pending, "windows": len(windows), "created_at": isoformat_z(created)},
+            )
+        bodies = [self._result(job, post_id) for job in jobs]
+        with unexpected_shape(self.slug):
+            entities = [e for body in bodies for e in body["data"] if e.get("id") == post_id]
+            if not entities:
+                raise NotFound(f"x: no stats rows for promoted tweet {post_id!r} (yet)")
+            metrics = [segment["metrics"] for entity in entities for segment in entity["id_data"]]
+            return PlatformMetrics(
+                views=sum_counts(_series(m.get("impressions"), "impressions") for m in metrics),
+                clicks=sum_counts(_series(m.get("url_clicks"), "url_clicks") for m in metrics),
+                conversions=sum_counts(_purchases(m.get("conversion_purchases")) for m in metrics),
+                raw={
+                    "created_at": isoformat_z(created),
+                    "jobs": [{"id": j.id, "start_time": j.start_time, "end_time": j.end_time} for j in jobs],
+                    "data": entities,
+                },
+            )
+
+    # --- the calls ----------------------------------------------------------------------------------
+
+    def _signed(self, keys: Mapping[str, str], method: str, url: str, params: Mapping[str, str] | None = None) -> Any:
         authorization = oauth1_header(
-            "GET",
+            method,
             url,
-            params,
+            params or {},
             consumer_key=keys["consumer_key"],
             consumer_secret=keys["consumer_secret"],
             token=keys["access_token"],
             token_secret=keys["access_token_secret"],
         )
-        body = call_api(
+        return call_api(
             self.config,
-            "GET",
+            method,
             url,
             platform=self.slug,
             params=params,
             headers={"Authorization": authorization},
             retry_hint=x_retry_hint,
         )
+
+    def _created_at(self, keys: Mapping[str, str], post_id: str) -> datetime:
+        url = endpoint(self.config, API_VERSION, "accounts", keys["account_id"], "promoted_tweets", post_id)
+        body = self._signed(keys, "GET", url)
         with unexpected_shape(self.slug):
-            entities: list[dict[str, Any]] = body["data"]
-            entity = next((e for e in entities if e.get("id") == post_id), None)
-            if entity is None:
-                raise NotFound(f"x: no stats for promoted tweet {post_id!r}")
-            metrics = [segment["metrics"] for segment in entity["id_data"]]
-            return PlatformMetrics(
-                views=sum_counts(_series(m.get("impressions"), "impressions") for m in metrics),
-                clicks=sum_counts(_series(m.get("url_clicks"), "url_clicks") for m in metrics),
-                conversions=sum_counts(_purchases(m.get("conversion_purchases")) for m in metrics),
-                raw=body,
-            )
+            return _parse_time(body["data"]["created_at"])
+
+    def _reusable_jobs(self, keys: Mapping[str, str], jobs_url: str, post_id: str) -> dict[tuple[str, str], _Job]:
+        body = self._signed(keys, "GET", jobs_url, {"count": "1000"})
+        found: dict[tuple[str, str], _Job] = {}
+        with unexpected_shape(self.slug):
+            for data in body["data"]:
+                if not _same_request(data, post_id):
+                    continue
+                job = _job(data)
+                if job.status in _DEAD_JOB_STATES:
+                    continue
+                key = (job.start_time, job.end_time)
+                # Prefer a finished job; among equals the list's order (newest first) decides.
+                if key not in found or (job.ready and not found[key].ready):
+                    found[key] = job
+        return found
+
+    def _create_job(self, keys: Mapping[str, str], jobs_url: str, post_id: str, start: str, end: str) -> _Job:
+        params = {
+            "entity": "PROMOTED_TWEET",
+            "entity_ids": post_id,
+            "start_time": start,
+            "end_time": end,
+            "granularity": "TOTAL",
+            "placement": "ALL_ON_TWITTER",
+            "metric_groups": ",".join(METRIC_GROUPS),
+        }
+        body = self._signed(keys, "POST", jobs_url, params)
+        with unexpected_shape(self.slug):
+            return _job(body["data"])
+
+    def _poll(self, keys: Mapping[str, str], jobs_url: str, job_ids: list[str]) -> dict[str, _Job]:
+        body = self._signed(keys, "GET", jobs_url, {"job_ids": ",".join(job_ids)})
+        with unexpected_shape(self.slug):
+            return {job.id: job for job in map(_job, body["data"])}
+
+    def _result(self, job: _Job, post_id: str) -> dict[str, Any]:
+        assert job.url is not None
+        if not self._trusted_file_url(job.url):
+            raise FetchError(f"x: job {job.id} result is at an unexpected host; not downloaded")
+        content = download(self.config, job.url, platform=self.slug)
+        try:
+            if content[:2] == b"\x1f\x8b":
+                content = gzip.decompress(content)
+            body = json.loads(content.decode("utf-8"))
+        except (OSError, EOFError, ValueError) as exc:
+            raise FetchError(f"x: job {job.id} result is not gzipped JSON ({type(exc).__name__})") from exc
+        if not isinstance(body, dict):
+            raise FetchError(f"x: job {job.id} result is not a JSON object")
+        return body
+
+    def _trusted_file_url(self, url: str) -> bool:
+        parts, api = urlsplit(url), urlsplit(self.config.base_url)
+        if parts.username or parts.password:
+            return False
+        if parts.scheme == "https" and parts.hostname == RESULT_FILE_HOST and parts.port in (None, 443):
+            return True
+        return (parts.scheme, parts.netloc) == (api.scheme, api.netloc)
+
+
+def lifetime_windows(created: datetime, end: datetime) -> list[tuple[str, str]]:
+    """``[created, end)`` in whole hours, cut into job windows of at most :data:`MAX_JOB_WINDOW`."""
+    start = created.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start = min(start, end - timedelta(hours=1))
+    windows = []
+    while start < end:
+        stop = min(start + MAX_JOB_WINDOW, end)
+        windows.append((isoformat_z(start), isoformat_z(stop)))
+        start = stop
+    return windows
+
+
+def _parse_time(value: Any) -> datetime:
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _same_request(data: Mapping[str, Any], post_id: str) -> bool:
+    return (
+        data.get("entity") == "PROMOTED_TWEET"
+        and list(data.get("entity_ids") or []) == [post_id]
+        and data.get("granularity") == "TOTAL"
+        and data.get("placement") == "ALL_ON_TWITTER"
+        and data.get("segmentation_type") is None
+        and set(data.get("metric_groups") or []) == set(METRIC_GROUPS)
+    )
+
+
+def _job(data: Mapping[str, Any]) -> _Job:
+    return _Job(
+        id=str(data.get("id_str") or data["id"]),
+        start_time=isoformat_z(_parse_time(data["start_time"])),
+        end_time=isoformat_z(_parse_time(data["end_time"])),
+        status=str(data.get("status") or ""),
+        url=data.get("url") or None,
+    )
 
 
 def _series(values: Any, field: str) -> int | None:

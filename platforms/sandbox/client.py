@@ -32,9 +32,19 @@ class SandboxClient:
         clicks: int | None | _Unset = UNSET,
         conversions: int | None | _Unset = UNSET,
         exists: bool | _Unset = UNSET,
+        empty: bool | _Unset = UNSET,
+        age_days: float | _Unset = UNSET,
     ) -> dict[str, Any]:
-        """Pin a post's metrics (None: the platform omits the field) or, ``exists=False``, make it unknown."""
-        fields = {"views": views, "clicks": clicks, "conversions": conversions, "exists": exists}
+        """Pin a post's metrics (None: the platform omits the field) or, ``exists=False``, make it unknown;
+        ``empty=True``: known, but its report has no rows yet; ``age_days``: created that long ago."""
+        fields = {
+            "views": views,
+            "clicks": clicks,
+            "conversions": conversions,
+            "exists": exists,
+            "empty": empty,
+            "age_days": age_days,
+        }
         body = {k: v for k, v in fields.items() if v is not UNSET}
         return self._call("PUT", f"posts/{platform}/{quote(post_id, safe='')}", body)
 
@@ -53,6 +63,7 @@ class SandboxClient:
         timeout: bool | float = False,
         malformed: bool = False,
         partial: bool = False,
+        job_seconds: float = 0.0,
     ) -> dict[str, Any]:
         """Replace ``platform``'s fault; ``timeout`` is True (hold 30 s) or the seconds to hold a call."""
         body = {
@@ -64,6 +75,7 @@ class SandboxClient:
             "timeout": timeout,
             "malformed": malformed,
             "partial": partial,
+            "job_seconds": job_seconds,
         }
         return self._call("PUT", f"faults/{platform}", body)
 

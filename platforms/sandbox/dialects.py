@@ -11,19 +11,20 @@ signatures or account ids, so any non-empty values work.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from platforms.sandbox.state import Metrics
+from platforms.sandbox.state import PostState, SandboxState
 
 INVALID_TOKEN = "invalid"
 SANDBOX_TOKEN = "sandbox-token"
@@ -84,8 +85,13 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: A file download (X's gzipped job results) instead of a JSON body.
+    content: bytes | None = None
+    content_type: str = "application/json; charset=utf-8"
 
     def encode(self, *, malformed: bool = False) -> bytes:
+        if self.content is not None:
+            return self.content
         data = json.dumps(self.body, separators=(",", ":")).encode()
         if malformed:
             # Cut inside the top-level object: the closing brace is gone, so this can never parse.
@@ -101,6 +107,21 @@ def _derived(value: int | None, ratio: float) -> int | None:
     return None if value is None else int(value * ratio)
 
 
+#: Returned by :meth:`Dialect.route` for calls about the account rather than one post (X's job list and
+#: result files); the server then answers them with :meth:`Dialect.account_call`.
+ACCOUNT = object()
+
+_WHOLE_LIFETIME = (-math.inf, math.inf)
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Dialect:
     slug: ClassVar[str]
 
@@ -108,14 +129,24 @@ class Dialect:
         """None when the request carries an acceptable credential, else the platform's refusal."""
         raise NotImplementedError
 
-    def route(self, request: ApiRequest) -> str | Reply:
-        """The post id the request asks about, or the error the platform gives a malformed request."""
+    def route(self, request: ApiRequest) -> str | Reply | object:
+        """The post id the request asks about, :data:`ACCOUNT`, or the error the platform gives a malformed
+        request."""
         raise NotImplementedError
 
-    def success(self, request: ApiRequest, post_id: str, metrics: Metrics) -> Reply:
+    def success(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        """The platform's answer for a post it knows, over the time range the request asks for."""
+        raise NotImplementedError
+
+    def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        """The platform's answer for a post it knows but whose report has no rows yet (reporting lag)."""
         raise NotImplementedError
 
     def not_found(self, request: ApiRequest, post_id: str) -> Reply:
+        raise NotImplementedError
+
+    def account_call(self, request: ApiRequest, state: SandboxState) -> Reply:
+        """Answer a call :meth:`route` marked :data:`ACCOUNT`; only platforms with such calls override it."""
         raise NotImplementedError
 
     def throttled(self, retry_after: float) -> Reply:
@@ -274,9 +305,31 @@ class MetaDialect(_GraphDialect):
                     f"(#100) {name} is not valid for fields param. please check "
                     "https://developers.facebook.com/docs/marketing-api/reference/ads-insights/ for all valid values",
                 )
+        if self._window(request, 0.0) is None:
+            return self._graph_error(400, 100, f"(#100) date_preset must be one of {', '.join(self.PRESETS)}")
         return post_id
 
-    def success(self, request: ApiRequest, post_id: str, metrics: Metrics) -> Reply:
+    #: ``date_preset`` values the sandbox models; without one Meta reports the last 30 days.
+    PRESETS = ("maximum", "lifetime", "today", "last_7d", "last_14d", "last_28d", "last_30d", "last_90d")
+
+    def _window(self, request: ApiRequest, now: float) -> tuple[float, float] | None:
+        preset = request.param("date_preset") or "last_30d"
+        if preset in ("maximum", "lifetime"):
+            return _WHOLE_LIFETIME
+        if preset == "today":
+            return (now - now % 86_400, math.inf)
+        match = re.fullmatch(r"last_(\d+)d", preset)
+        if preset not in self.PRESETS or match is None:
+            return None
+        return (now - int(match.group(1)) * 86_400, math.inf)
+
+    def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        # The ad exists but has no delivery yet, or the insights lag behind it: Meta returns no row.
+        return Reply(200, {"data": [], "paging": {"cursors": {"before": "MAZDZD", "after": "MAZDZD"}}})
+
+    def success(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        window = self._window(request, post.now) or _WHOLE_LIFETIME
+        metrics = post.between(*window)
         fields = set(self._fields(request)) or {"impressions", "spend"}
         values: dict[str, int | None] = {
             "impressions": metrics.views,
@@ -357,11 +410,17 @@ class InstagramDialect(_GraphDialect):
                 )
         return post_id
 
-    def success(self, request: ApiRequest, post_id: str, metrics: Metrics) -> Reply:
-        # Organic media insights have no clicks or conversions; everything derives from views.
+    def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        return Reply(200, {"data": []}, self._usage_headers())
+
+    def success(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        # Organic media insights have no clicks or conversions; everything derives from views. They are
+        # lifetime figures (``period: lifetime``): no time range to apply.
+        metrics = post.metrics
         data = []
         for name in self._metrics(request):
-            value = metrics.views if name == "views" else _derived(metrics.views, self._RATIOS[name])
+            # With views omitted the other insights are still reported (derived from a zero base).
+            value = metrics.views if name == "views" else _derived(metrics.views or 0, self._RATIOS[name])
             if value is None:
                 continue
             data.append(
@@ -423,6 +482,7 @@ class TikTokDialect(Dialect):
             unknown = set(self._json_param(request, "metrics")) - self.METRICS
             if unknown:
                 raise ValueError(f"metrics: Invalid metrics {sorted(unknown)}.")
+            self._window(request)
             for item in self._json_param(request, "filtering"):
                 if item.get("field_name") == "ad_ids":
                     value = item.get("filter_value")
@@ -439,7 +499,20 @@ class TikTokDialect(Dialect):
             "page_info": {"page": 1, "page_size": 10, "total_number": len(rows), "total_page": 1 if rows else 0},
         }
 
-    def success(self, request: ApiRequest, post_id: str, metrics: Metrics) -> Reply:
+    def _window(self, request: ApiRequest) -> tuple[float, float]:
+        """``query_lifetime=true``: the ad's lifetime; otherwise ``start_date``..``end_date`` (whole days)."""
+        if request.param("query_lifetime") == "true":
+            return _WHOLE_LIFETIME
+        start, end = request.param("start_date"), request.param("end_date")
+        if not start or not end:
+            raise ValueError("start_date: Missing data for required field (or set query_lifetime).")
+        return (_epoch(start + "T00:00:00Z"), _epoch(end + "T00:00:00Z") + 86_400)
+
+    def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        return self._envelope(200, 0, "OK", self._page([]))
+
+    def success(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        metrics = post.between(*self._window(request))
         values: dict[str, int | None] = {
             "video_play_actions": metrics.views,
             "impressions": _derived(metrics.views, 1.35),
@@ -534,7 +607,13 @@ class RedditDialect(Dialect):
         updated = datetime.now(UTC).replace(minute=0, second=0, microsecond=0).isoformat().replace("+00:00", "Z")
         return {"data": {"metrics": rows, "metrics_updated_at": updated}, "pagination": {"next_url": None}}
 
-    def success(self, request: ApiRequest, post_id: str, metrics: Metrics) -> Reply:
+    def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        return Reply(200, self._body([]), self._headers())
+
+    def success(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        spec = request.json()["data"]
+        # Reddit reports exactly the requested range: a look-back shorter than the ad's life misses the start.
+        metrics = post.between(_epoch(spec["starts_at"]), _epoch(spec["ends_at"]))
         values: dict[str, int | None] = {
             "IMPRESSIONS": metrics.views,
             "REACH": _derived(metrics.views, 0.6),
@@ -569,11 +648,27 @@ class RedditDialect(Dialect):
 
 
 class XDialect(Dialect):
+    """X Ads API: the synchronous stats endpoint (7-day windows) and the asynchronous analytics jobs.
+
+    Jobs (https://developer.x.com/en/docs/x-ads-api/analytics/guides/asynchronous-analytics): ``POST
+    stats/jobs/accounts/<account>`` with the synchronous endpoint's parameters (windows up to 90 days)
+    answers the job with ``"status": "PROCESSING"`` and ``"url": null``; ``GET stats/jobs/accounts/<account>
+    [?job_ids=...]`` lists jobs, ``SUCCESS`` with a ``url`` once done (after the ``job_seconds`` fault);
+    the ``url`` is a gzipped JSON file in the synchronous response's schema, fetched without OAuth (on X
+    it is a CDN, ton.twimg.com; here ``/x/ton/...`` on the sandbox). ``GET accounts/<account>/
+    promoted_tweets/<id>`` gives the promoted tweet, with its ``created_at``.
+    """
+
     slug = "x"
     _PATH = re.compile(r"^/12/stats/accounts/(?P<account>[^/]+)/?$")
+    _JOBS = re.compile(r"^/12/stats/jobs/accounts/(?P<account>[^/]+)/?$")
+    _ENTITY = re.compile(r"^/12/accounts/(?P<account>[^/]+)/promoted_tweets/(?P<id>[^/]+)/?$")
+    _FILE = re.compile(r"^/ton/advertiser-api-async-analytics/stats_job_(?P<job>\d+)\.json\.gz$")
     _OAUTH_PARAM = re.compile(r'(\w+)="([^"]*)"')
     REQUIRED = ("entity", "entity_ids", "start_time", "end_time", "granularity", "placement", "metric_groups")
     METRIC_GROUPS = frozenset({"ENGAGEMENT", "BILLING", "WEB_CONVERSION", "VIDEO", "MEDIA", "MOBILE_CONVERSION"})
+    SYNC_MAX_DAYS = 7
+    ASYNC_MAX_DAYS = 90
     _CODES = {
         400: "INVALID_PARAMETER",
         401: "UNAUTHORIZED_ACCESS",
@@ -587,6 +682,8 @@ class XDialect(Dialect):
         return Reply(status, {"errors": [{"code": code, "message": message, **extra}], "request": {"params": {}}})
 
     def authenticate(self, request: ApiRequest) -> Reply | None:
+        if self._FILE.match(request.path):
+            return None  # result files are pre-signed CDN downloads: no OAuth
         header = request.header("Authorization") or ""
         if header.startswith("OAuth "):
             oauth = {k: unquote(v) for k, v in self._OAUTH_PARAM.findall(header)}
@@ -595,23 +692,51 @@ class XDialect(Dialect):
                 return None
         return self._error(401, "UNAUTHORIZED_ACCESS", "This request is not properly authenticated")
 
-    def route(self, request: ApiRequest) -> str | Reply:
-        if request.method != "GET" or not self._PATH.match(request.path):
-            return self._error(404, "ROUTE_NOT_FOUND", "Sorry, that page does not exist")
+    def route(self, request: ApiRequest) -> str | Reply | object:
+        path = request.path
+        if request.method == "GET" and (match := self._ENTITY.match(path)):
+            return unquote(match.group("id"))
+        if request.method == "GET" and (self._FILE.match(path) or self._JOBS.match(path)):
+            return ACCOUNT
+        if request.method == "POST" and self._JOBS.match(path):
+            return self._stats_request(request, self.ASYNC_MAX_DAYS)
+        if request.method == "GET" and self._PATH.match(path):
+            return self._stats_request(request, self.SYNC_MAX_DAYS)
+        return self._error(404, "ROUTE_NOT_FOUND", "Sorry, that page does not exist")
+
+    def _stats_request(self, request: ApiRequest, max_days: int) -> str | Reply:
         for name in self.REQUIRED:
             if not request.param(name):
                 return self._error(400, "MISSING_PARAMETER", f'"{name}" is a required parameter', parameter=name)
         if request.param("entity") != "PROMOTED_TWEET":
             return self._error(400, "INVALID_PARAMETER", "Expected PROMOTED_TWEET", parameter="entity")
-        unknown = set(self._groups(request)) - self.METRIC_GROUPS
+        unknown = set(self._groups(self._params(request))) - self.METRIC_GROUPS
         if unknown:
             return self._error(
                 400, "INVALID_PARAMETER", f"Unknown metric groups {sorted(unknown)}", parameter="metric_groups"
             )
+        try:
+            start, end = _epoch(request.param("start_time") or ""), _epoch(request.param("end_time") or "")
+        except ValueError:
+            return self._error(400, "INVALID_PARAMETER", "start_time and end_time must be ISO 8601 times")
+        if start % 3600 or end % 3600:
+            return self._error(400, "INVALID_PARAMETER", "TOTAL granularity needs whole hours", parameter="start_time")
+        if not 0 < end - start <= max_days * 86_400:
+            return self._error(
+                400,
+                "INVALID_PARAMETER",
+                f"Time range must be positive and at most {max_days} days",
+                parameter="end_time",
+            )
         return (request.param("entity_ids") or "").split(",")[0]
 
-    def _groups(self, request: ApiRequest) -> list[str]:
-        return [g for g in (request.param("metric_groups") or "").split(",") if g]
+    @staticmethod
+    def _params(request: ApiRequest) -> dict[str, str]:
+        return {k: v[0] for k, v in request.query.items() if v}
+
+    @staticmethod
+    def _groups(params: Mapping[str, str]) -> list[str]:
+        return [g for g in (params.get("metric_groups") or "").split(",") if g]
 
     def _headers(self, remaining: int = 249, reset_in: float = 900) -> dict[str, str]:
         reset = str(math.ceil(time.time() + reset_in))
@@ -624,7 +749,50 @@ class XDialect(Dialect):
             "x-account-rate-limit-reset": reset,
         }
 
-    def success(self, request: ApiRequest, post_id: str, metrics: Metrics) -> Reply:
+    def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        # The promoted tweet exists; only its stats are empty (``_stats`` looks at ``post.empty``).
+        return self.success(request, post_id, post, state)
+
+    def success(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        params = self._params(request)
+        if self._ENTITY.match(request.path):
+            return Reply(200, self._promoted_tweet(post_id, post), self._headers())
+        if request.method == "POST":
+            job = state.create_job(self.slug, post_id, params)
+            return Reply(
+                200,
+                {"request": {"params": self._echo(params)}, "data": self._job_json(request, state, job)},
+                {"x-concurrent-job-limit": "100", "x-concurrent-job-limit-remaining": "99"},
+            )
+        return Reply(200, self._stats(params, post_id, post), self._headers())
+
+    def _promoted_tweet(self, post_id: str, post: PostState) -> dict[str, Any]:
+        created = _iso(post.created_at)
+        return {
+            "request": {"params": {"promoted_tweet_id": post_id}},
+            "data": {
+                "id": post_id,
+                "tweet_id": post_id,
+                "line_item_id": "sandbox-line-item",
+                "entity_status": "ACTIVE",
+                "approval_status": "ACCEPTED",
+                "deleted": False,
+                "created_at": created,
+                "updated_at": created,
+            },
+        }
+
+    def _stats(self, params: Mapping[str, str], post_id: str, post: PostState) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "data_type": "stats",
+            "time_series_length": 1,
+            "data": [],
+            "request": {"params": self._echo(params)},
+        }
+        if post.empty:
+            return body
+        metrics = post.between(_epoch(params["start_time"]), _epoch(params["end_time"]))
+
         def series(value: int | None) -> list[int] | None:
             return None if value is None else [value]  # one bucket for granularity=TOTAL
 
@@ -640,7 +808,7 @@ class XDialect(Dialect):
                 "sale_amount": [value * 25_000_000],
             }
 
-        groups = set(self._groups(request))
+        groups = set(self._groups(params))
         m: dict[str, Any] = {}
         if "ENGAGEMENT" in groups:
             m.update(
@@ -668,28 +836,75 @@ class XDialect(Dialect):
                 conversion_downloads=None,
                 conversion_custom=None,
             )
-        body = {
-            "data_type": "stats",
-            "time_series_length": 1,
-            "data": [{"id": post_id, "id_data": [{"segment": None, "metrics": m}]}],
-            "request": {"params": self._echo(request)},
-        }
-        return Reply(200, body, self._headers())
+        body["data"] = [{"id": post_id, "id_data": [{"segment": None, "metrics": m}]}]
+        return body
 
-    def _echo(self, request: ApiRequest) -> dict[str, Any]:
+    def _echo(self, params: Mapping[str, str]) -> dict[str, Any]:
         return {
-            "start_time": request.param("start_time"),
-            "end_time": request.param("end_time"),
-            "granularity": request.param("granularity"),
-            "entity": request.param("entity"),
-            "entity_ids": (request.param("entity_ids") or "").split(","),
-            "placement": request.param("placement"),
-            "metric_groups": self._groups(request),
+            "start_time": params.get("start_time"),
+            "end_time": params.get("end_time"),
+            "granularity": params.get("granularity"),
+            "entity": params.get("entity"),
+            "entity_ids": (params.get("entity_ids") or "").split(","),
+            "placement": params.get("placement"),
+            "metric_groups": self._groups(params),
         }
+
+    def _job_json(self, request: ApiRequest, state: SandboxState, job: Any) -> dict[str, Any]:
+        done = state.job_done(job)
+        url = None
+        if done:
+            # Absolute, like X's CDN links: the adapter downloads it as given.
+            host = request.header("Host") or "127.0.0.1"
+            url = f"http://{host}/{self.slug}/ton/advertiser-api-async-analytics/stats_job_{job.id}.json.gz"
+        echo = self._echo(job.params)
+        return {
+            "start_time": echo["start_time"],
+            "end_time": echo["end_time"],
+            "segmentation_type": None,
+            "url": url,
+            "id": job.id,
+            "id_str": str(job.id),
+            "entity_ids": echo["entity_ids"],
+            "entity": echo["entity"],
+            "granularity": echo["granularity"],
+            "placement": echo["placement"],
+            "metric_groups": echo["metric_groups"],
+            "country": None,
+            "platform": None,
+            "account_id": SANDBOX_CREDENTIALS["x"]["account_id"],
+            "status": "SUCCESS" if done else "PROCESSING",
+            "expires_at": _iso(job.created + 7 * 86_400) if done else None,
+            "created_at": _iso(job.created),
+            "updated_at": _iso(job.created),
+        }
+
+    def account_call(self, request: ApiRequest, state: SandboxState) -> Reply:
+        file = self._FILE.match(request.path)
+        if file is not None:
+            jobs = state.jobs(self.slug, {int(file.group("job"))})
+            if not jobs or not state.job_done(jobs[0]):
+                return Reply(404, {"error": "no such file"})
+            job = jobs[0]
+            post = state.post(self.slug, job.post_id)
+            if not post.exists:
+                post = replace(post, empty=True)
+            if state.fault(self.slug).partial:
+                post = replace(post, metrics=post.metrics.without("clicks", "conversions"))
+            body = self._stats(job.params, job.post_id, post)
+            return Reply(200, content=gzip.compress(json.dumps(body).encode()), content_type="application/octet-stream")
+        wanted = {int(i) for i in (request.param("job_ids") or "").split(",") if i.strip().isdigit()}
+        jobs = state.jobs(self.slug, wanted or None)
+        body = {
+            "request": {"params": {"job_ids": sorted(wanted)} if wanted else {}},
+            "next_cursor": None,
+            "data": [self._job_json(request, state, job) for job in sorted(jobs, key=lambda j: -j.id)],
+        }
+        return Reply(200, body, {"x-concurrent-job-limit": "100", "x-concurrent-job-limit-remaining": "99"})
 
     def not_found(self, request: ApiRequest, post_id: str) -> Reply:
         reply = self._error(404, "NOT_FOUND", f"Promoted tweet {post_id} not found for this account")
-        reply.body["request"]["params"] = self._echo(request)
+        reply.body["request"]["params"] = self._echo(self._params(request))
         return reply
 
     def throttled(self, retry_after: float) -> Reply:
@@ -791,7 +1006,12 @@ class YouTubeDialect(Dialect):
         except (ValueError, AttributeError) as exc:
             return self._error(400, str(exc), error_code={"queryError": "UNRECOGNIZED_FIELD"})
 
-    def success(self, request: ApiRequest, post_id: str, metrics: Metrics) -> Reply:
+    def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        return self.not_found(request, post_id)
+
+    def success(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
+        # A GAQL query without a ``segments.date`` condition covers all time: the video's lifetime.
+        metrics = post.metrics
         fields, _, _ = self._parse(request)
         customer = self._PATH.match(request.path).group("customer")  # type: ignore[union-attr]
         values: dict[str, Any] = {

@@ -4,12 +4,17 @@ Each platform answers under ``/<slug>`` (so an adapter's ``base_url`` is ``http:
 with metrics that are deterministic per (platform, post id) unless set through the control API, and with
 faults injected per platform. Control API (JSON bodies and answers):
 
-``PUT    /_control/posts/<platform>/<post_id>``  ``{"views", "clicks", "conversions", "exists"}`` — merge;
-         a metric set to null is omitted by the platform; ``"exists": false`` makes the platform answer
-         "not found" for the post. Answers the post as the platform now reports it.
+``PUT    /_control/posts/<platform>/<post_id>``  ``{"views", "clicks", "conversions", "exists", "empty",
+         "age_days"}`` — merge; a metric set to null is omitted by the platform; ``"exists": false`` makes
+         the platform answer "not found" for the post; ``"empty": true`` makes it know the post but report
+         no rows for it (the reporting lag of a new post); ``"age_days": n`` dates the post's creation n days
+         back: the metrics are its lifetime totals, accrued evenly since then, so a report over a shorter
+         window than the post's life shows only that window's share. Answers the post as the platform
+         now reports it.
 ``GET    /_control/posts/<platform>/<post_id>``  the post as the platform reports it (without aging it).
 ``PUT    /_control/faults/<platform>``  ``{"error_rate", "latency_ms", "status", "rate_limit_retry_after",
-         "outage", "timeout", "malformed", "partial"}`` — replaces the platform's fault (absent keys off).
+         "outage", "timeout", "malformed", "partial", "job_seconds"}`` — replaces the platform's fault (absent
+         keys off); ``job_seconds`` keeps asynchronous report jobs (X) PROCESSING that long.
 ``GET    /_control/faults[/<platform>]``,  ``DELETE /_control/faults/<platform>``
 ``POST   /_control/reset``  posts, faults, stats and ages forgotten; held connections released.
 ``GET    /_control/stats``  ``{"total": n, "platforms": {slug: {"total": n, "by_status": {"200": n, "timeout": n}}}}``
@@ -36,14 +41,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from platforms.sandbox.client import SandboxClient
-from platforms.sandbox.dialects import DIALECTS, ApiRequest, Dialect, Reply
+from platforms.sandbox.dialects import ACCOUNT, DIALECTS, ApiRequest, Dialect, Reply
 from platforms.sandbox.state import Fault, SandboxState
 
 __all__ = ["SandboxServer", "SandboxClient", "SandboxApp", "main"]
@@ -93,7 +98,6 @@ class SandboxApp:
         routed = dialect.route(request)
         if isinstance(routed, Reply):
             return routed, False
-        post_id = routed
         if fault.status is not None:
             reply = dialect.error(fault.status)
             if fault.rate_limit_retry_after is not None and fault.status in (429, 503):
@@ -103,11 +107,16 @@ class SandboxApp:
             return dialect.throttled(fault.rate_limit_retry_after), False
         if self.state.roll(fault.error_rate):
             return dialect.error(500), False
-        post = self.state.post(dialect.slug, post_id)
+        if routed is ACCOUNT:
+            return dialect.account_call(request, self.state), fault.malformed
+        assert isinstance(routed, str)
+        post = self.state.post(dialect.slug, routed)
         if not post.exists:
-            return dialect.not_found(request, post_id), False
-        metrics = post.metrics.without("clicks", "conversions") if fault.partial else post.metrics
-        return dialect.success(request, post_id, metrics), fault.malformed
+            return dialect.not_found(request, routed), False
+        if fault.partial:
+            post = replace(post, metrics=post.metrics.without("clicks", "conversions"))
+        answer = dialect.empty if post.empty else dialect.success
+        return answer(request, routed, post, self.state), fault.malformed
 
     # --- control API ---------------------------------------------------------------------------
 
@@ -283,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply, *, malformed: bool = False) -> None:
         payload = reply.encode(malformed=malformed)
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in reply.headers.items():
             self.send_header(name, value)

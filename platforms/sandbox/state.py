@@ -62,6 +62,8 @@ class Fault:
     timeout: float = 0.0
     malformed: bool = False
     partial: bool = False
+    #: Seconds an asynchronous report job (X's analytics jobs) stays PROCESSING before it succeeds.
+    job_seconds: float = 0.0
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
@@ -93,6 +95,7 @@ class Fault:
             timeout=hold,
             malformed=_flag(data, "malformed"),
             partial=_flag(data, "partial"),
+            job_seconds=_number(data, "job_seconds", 0.0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -103,6 +106,10 @@ class Fault:
 class PostOverride:
     fields: dict[str, int | None] = field(default_factory=dict)
     exists: bool = True
+    #: The platform knows the post but its report has no rows yet (reporting lag, no delivery yet).
+    empty: bool = False
+    #: When the post started collecting metrics (epoch seconds); None: when the sandbox first saw it.
+    created_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,15 +117,59 @@ class PostState:
     exists: bool
     metrics: Metrics
     overridden: tuple[str, ...]
+    #: The metrics above are lifetime totals accrued evenly from ``created_at`` to ``now``.
+    created_at: float = 0.0
+    now: float = 0.0
+    empty: bool = False
+    #: ``created_at`` was set through the control API (else it is when the sandbox first saw the post).
+    dated: bool = False
+
+    def between(self, start: float, end: float) -> Metrics:
+        """What a report over ``[start, end)`` shows: the share of the lifetime that window covers.
+
+        A window that covers the whole lifetime gives the lifetime totals; a window that starts after
+        the post was created (a 7-day or a 365-day look-back on an older post) gives less, which is what
+        made too-short look-backs read as over-claims.
+        """
+        # Cumulative shares, so that consecutive windows add up exactly to the lifetime totals.
+        low, high = self._accrued(start), self._accrued(end)
+        if low <= 0.0 and high >= 1.0:
+            return self.metrics
+        return Metrics(
+            **{
+                m: None if (v := getattr(self.metrics, m)) is None else math.floor(v * high) - math.floor(v * low)
+                for m in METRIC_NAMES
+            }
+        )
+
+    def _accrued(self, moment: float) -> float:
+        """The fraction of the lifetime totals accrued by ``moment``."""
+        lifetime = self.now - self.created_at
+        if lifetime <= 0:
+            return 1.0 if moment >= self.created_at else 0.0
+        return min(1.0, max(0.0, (moment - self.created_at) / lifetime))
 
     def to_json(self, platform: str, post_id: str) -> dict[str, Any]:
         return {
             "platform": platform,
             "post_id": post_id,
             "exists": self.exists,
+            "empty": self.empty,
+            "created_at": self.created_at if self.dated else None,
             **asdict(self.metrics),
             "overridden": list(self.overridden),
         }
+
+
+@dataclass(frozen=True)
+class Job:
+    """An asynchronous report job (X's analytics jobs): created, then SUCCESS after ``job_seconds``."""
+
+    id: int
+    platform: str
+    post_id: str
+    params: Mapping[str, Any]
+    created: float
 
 
 class SandboxState:
@@ -131,6 +182,8 @@ class SandboxState:
         self._first_seen: dict[tuple[str, str], float] = {}
         self._faults: dict[str, Fault] = {}
         self._stats: dict[str, Counter[str]] = {}
+        self._jobs: dict[int, Job] = {}
+        self._next_job_id = 1_100_000_000_000_000_000
         self._rng = random.Random(seed)
         # Connections held by the ``timeout`` fault wait on this; reset/stop set it so they let go.
         self._release = threading.Event()
@@ -140,7 +193,7 @@ class SandboxState:
     def set_post(self, platform: str, post_id: str, data: Any) -> PostState:
         if not isinstance(data, Mapping):
             raise ValueError("body must be a JSON object")
-        unknown = set(data) - {*METRIC_NAMES, "exists"}
+        unknown = set(data) - {*METRIC_NAMES, "exists", "empty", "age_days"}
         if unknown:
             raise ValueError(f"unknown post keys: {', '.join(sorted(unknown))}")
         updates: dict[str, int | None] = {}
@@ -153,11 +206,17 @@ class SandboxState:
         exists = data.get("exists", True)
         if not isinstance(exists, bool):
             raise ValueError("exists must be a boolean")
+        empty = _flag(data, "empty")
+        age_days = _number(data, "age_days", 0.0) if "age_days" in data else None
         with self._lock:
             override = self._posts.setdefault((platform, post_id), PostOverride())
             override.fields.update(updates)
             if "exists" in data:
                 override.exists = exists
+            if "empty" in data:
+                override.empty = empty
+            if age_days is not None:
+                override.created_at = self._clock() - age_days * 86_400
             return self._post_state(platform, post_id, touch=False)
 
     def post(self, platform: str, post_id: str, *, touch: bool = True) -> PostState:
@@ -173,7 +232,15 @@ class SandboxState:
         generated = seeded_metrics(platform, post_id, age_hours)
         override = self._posts.get(key, PostOverride())
         values = {m: override.fields.get(m, getattr(generated, m)) for m in METRIC_NAMES}
-        return PostState(exists=override.exists, metrics=Metrics(**values), overridden=tuple(override.fields))
+        return PostState(
+            exists=override.exists,
+            metrics=Metrics(**values),
+            overridden=tuple(override.fields),
+            created_at=override.created_at if override.created_at is not None else first_seen,
+            now=now,
+            empty=override.empty,
+            dated=override.created_at is not None,
+        )
 
     # --- faults --------------------------------------------------------------------------------
 
@@ -203,6 +270,25 @@ class SandboxState:
         with self._lock:
             return self._rng.random() < probability
 
+    # --- asynchronous report jobs ------------------------------------------------------------------
+
+    def create_job(self, platform: str, post_id: str, params: Mapping[str, Any]) -> Job:
+        with self._lock:
+            self._next_job_id += 1
+            job = Job(
+                id=self._next_job_id, platform=platform, post_id=post_id, params=dict(params), created=self._clock()
+            )
+            self._jobs[job.id] = job
+            return job
+
+    def jobs(self, platform: str, ids: set[int] | None = None) -> list[Job]:
+        with self._lock:
+            return [j for j in self._jobs.values() if j.platform == platform and (ids is None or j.id in ids)]
+
+    def job_done(self, job: Job) -> bool:
+        """Done once the platform's current ``job_seconds`` have passed since the job was created."""
+        return self._clock() - job.created >= self.fault(job.platform).job_seconds
+
     # --- stats ---------------------------------------------------------------------------------
 
     def record(self, platform: str, outcome: str) -> None:
@@ -225,6 +311,7 @@ class SandboxState:
             self._first_seen.clear()
             self._faults.clear()
             self._stats.clear()
+            self._jobs.clear()
             self._rng = random.Random(self._seed)
         self._release_held()
 

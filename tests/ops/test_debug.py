@@ -53,7 +53,13 @@ def test_staff_session_sees_every_platform_breaker(staff_client: Client, ops_red
     assert response.status_code == 200
     body = response.json()
     assert set(body) == set(settings.PLATFORM_SLUGS)
-    assert body["reddit"] == {"failures": 0, "state": "CLOSED", "opened_at": None, "half_open_probes": 0}
+    assert body["reddit"] == {
+        "failures": 0,
+        "state": "CLOSED",
+        "opened_at": None,
+        "half_open_probes": 0,
+        "in_flight": 0,
+    }
 
 
 def test_a_staff_client_key_as_bearer_token_is_accepted(ops_redis: RedisServer) -> None:

@@ -41,11 +41,52 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
         client.delete(*keys)
 
 
-def breaker_settings(threshold: int = 3, cooldown: float = 0.5, probes: int = 2) -> CircuitBreakerSettings:
+def breaker_settings(
+    threshold: int = 3,
+    cooldown: float = 30.0,
+    probes: int = 2,
+    *,
+    max_in_flight: int = 1_000,
+    slow_call_seconds: float = 1_000.0,
+    lease: float = 60.0,
+) -> CircuitBreakerSettings:
+    """Test settings. The in-flight cap and the slow-call threshold are out of the way unless a test is
+    about them; cooldowns are long, and tests end them with :func:`advance` instead of sleeping."""
     # model_validate: the test's values only, never a CIRCUIT_BREAKER__* variable from the environment.
     return CircuitBreakerSettings.model_validate(
-        {"failure_threshold": threshold, "open_cooldown_seconds": cooldown, "half_open_probe_count": probes}
+        {
+            "failure_threshold": threshold,
+            "open_cooldown_seconds": cooldown,
+            "half_open_probe_count": probes,
+            "max_in_flight": max_in_flight,
+            "slow_call_seconds": slow_call_seconds,
+            "in_flight_lease_seconds": lease,
+        }
     )
+
+
+def advance(client: redis.Redis, breaker: CircuitBreaker, platform: str, seconds: float) -> None:
+    """Drive the breaker's clock instead of sleeping against it: move the times it stored for
+    ``platform`` (``opened_at``, ``half_open_at``, in-flight lease expiries) ``seconds`` into the past,
+    as if they had passed.
+    A test that sleeps through a short cooldown races the machine's load; this cannot."""
+    # One script, so that it is atomic: workers of a live test keep calling the breaker, and a transition
+    # between reading and writing (a fresh half_open_at) must not be moved back too.
+    client.eval(_ADVANCE, 2, f"{breaker.key_prefix}{platform}", f"{breaker.key_prefix}{platform}:inflight", seconds)
+
+
+_ADVANCE = """
+local seconds = tonumber(ARGV[1])
+for _, field in ipairs({'opened_at', 'half_open_at'}) do
+  local value = redis.call('HGET', KEYS[1], field)
+  if value then redis.call('HSET', KEYS[1], field, string.format('%.6f', tonumber(value) - seconds)) end
+end
+local leases = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #leases, 2 do
+  redis.call('ZADD', KEYS[2], string.format('%.6f', tonumber(leases[i + 1]) - seconds), leases[i])
+end
+return 1
+"""
 
 
 def no_retries(budget: float = 5.0) -> BackoffPolicy:
@@ -121,8 +162,10 @@ class RecordingBreaker:
         """``limiter``, reporting to this breaker when an admitted call is told to wait for a token."""
         return _WatchedLimiter(limiter, self._local)
 
-    def record_success(self, platform: str, admission: Admission) -> None:
-        self._verdict("success", lambda: self.inner.record_success(platform, admission))
+    def record_success(self, platform: str, admission: Admission, *, duration_seconds: float | None = None) -> None:
+        self._verdict(
+            "success", lambda: self.inner.record_success(platform, admission, duration_seconds=duration_seconds)
+        )
 
     def record_failure(self, platform: str, admission: Admission) -> None:
         self._verdict("failure", lambda: self.inner.record_failure(platform, admission))
@@ -138,6 +181,35 @@ class RecordingBreaker:
         verdict = Verdict(kind, local.asked_at, sent_at, time.monotonic(), local.transitioned_to, local.stale)
         with self._lock:
             self.verdicts.append(verdict)
+
+
+class TimedAdapter:
+    """Wraps an adapter and keeps ``(start, end)`` of every call on ``time.monotonic()`` (one clock for
+    every process on the host), so a test can count the calls in flight at any moment across workers."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.spans: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def fetch_metrics(self, post_id: str) -> Any:
+        start = time.monotonic()
+        try:
+            return self.inner.fetch_metrics(post_id)
+        finally:
+            end = time.monotonic()
+            with self._lock:
+                self.spans.append((start, end))
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of ``(start, end)`` spans open at one moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    current = peak = 0
+    for _, step in events:  # at equal times an end (-1) sorts before a start: touching spans do not overlap
+        current += step
+        peak = max(peak, current)
+    return peak
 
 
 class _WatchedLimiter:
@@ -169,6 +241,9 @@ class WorkerSpec:
     quota_rps: float = 1_000_000.0
     #: Pause between a thread's calls while the breaker rejects, so idle threads do not spin on Redis.
     rejected_pause: float = 0.005
+    #: Calls in flight at once across all workers (the default keeps the cap out of the way).
+    max_in_flight: int = 1_000
+    read_timeout: float = 5.0
 
 
 def run_worker(spec: WorkerSpec, ready: Any, go: Any, stop: Any, results: Any) -> None:
@@ -182,7 +257,9 @@ def run_worker(spec: WorkerSpec, ready: Any, go: Any, stop: Any, results: Any) -
 
     client = redis.Redis.from_url(spec.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
     inner = CircuitBreaker(
-        client, breaker_settings(spec.threshold, spec.cooldown, spec.probes), key_prefix=spec.key_prefix
+        client,
+        breaker_settings(spec.threshold, spec.cooldown, spec.probes, max_in_flight=spec.max_in_flight),
+        key_prefix=spec.key_prefix,
     )
     transitions: dict[str, int] = {}
     inner.transition_hooks.append(lambda _p, _f, to: transitions.__setitem__(to, transitions.get(to, 0) + 1))
@@ -191,9 +268,9 @@ def run_worker(spec: WorkerSpec, ready: Any, go: Any, stop: Any, results: Any) -
     config = AdapterConfig(
         base_url=f"{spec.sandbox_url}/{spec.platform}",
         credentials=sandbox_credentials(spec.platform),
-        read_timeout=5.0,
+        read_timeout=spec.read_timeout,
     )
-    adapter = build_adapter(spec.platform, config)
+    adapter = TimedAdapter(build_adapter(spec.platform, config))
     outcomes: dict[str, int] = {}
     adapter_calls = 0
     lock = threading.Lock()
@@ -264,6 +341,7 @@ def run_worker(spec: WorkerSpec, ready: Any, go: Any, stop: Any, results: Any) -
             "rejected": breaker.rejected,
             "transitions": transitions,
             "verdicts": breaker.verdicts,
+            "calls": adapter.spans,
             "errors": errors,
         }
     )

@@ -18,7 +18,7 @@ from platforms.adapters.graph import graph_api_error, usage_retry_hint
 from platforms.adapters.http import ApiResponse, parse_retry_after, to_count
 from platforms.adapters.reddit import reddit_retry_hint
 from platforms.adapters.tiktok import tiktok_api_error
-from platforms.adapters.x import oauth1_header, x_retry_hint
+from platforms.adapters.x import XAdapter, lifetime_windows, oauth1_header, x_retry_hint
 from platforms.adapters.youtube import google_retry_hint
 from platforms.errors import AuthError, FetchError, NotFound, RateLimited, Timeout
 from platforms.registry import ADAPTERS, UnknownPlatform, adapter_class, build_adapter, get_adapter, reset_adapters
@@ -103,6 +103,75 @@ def test_metric_the_platform_omits_is_none(
     sandbox_client.set_post(slug, POST_ID, views=None, clicks=40, conversions=4)
 
     assert _metrics(make_adapter(slug)) == _expected(slug, None, 40, 4)
+
+
+# --- lifetime totals and empty answers ----------------------------------------------------------------
+
+
+@per_platform
+@pytest.mark.parametrize("age_days", [30, 400])
+def test_an_old_post_reports_its_lifetime_totals(
+    slug: str, age_days: int, make_adapter: AdapterFactory, sandbox_client: SandboxClient
+) -> None:
+    # The sandbox accrues the totals evenly over the post's life, so a look-back shorter than the life
+    # (X's 7-day synchronous stats, Reddit's former 365 days) reports less than the lifetime totals.
+    sandbox_client.set_post(slug, POST_ID, views=90_000, clicks=4_500, conversions=300, age_days=age_days)
+
+    assert _metrics(make_adapter(slug)) == _expected(slug, 90_000, 4_500, 300)
+
+
+@per_platform
+def test_a_known_post_without_report_rows_is_not_found_never_zero(
+    slug: str, make_adapter: AdapterFactory, sandbox_client: SandboxClient
+) -> None:
+    # The platform knows the post but has no rows for it yet (no delivery, or its reporting lags):
+    # zeros here would turn every true claim into a CRITICAL over-claim.
+    sandbox_client.set_post(slug, POST_ID, views=5_000, clicks=100, conversions=5, empty=True)
+
+    with pytest.raises(NotFound):
+        make_adapter(slug).fetch_metrics(POST_ID)
+
+
+def test_x_reports_nothing_while_a_lifetime_job_runs_then_reuses_it(
+    make_adapter: AdapterFactory, sandbox_client: SandboxClient, sandbox: Any
+) -> None:
+    sandbox_client.set_post("x", POST_ID, views=90_000, clicks=4_500, conversions=300, age_days=200)
+    sandbox_client.set_fault("x", job_seconds=3_600)
+    adapter = make_adapter("x")
+
+    running = adapter.fetch_metrics(POST_ID)
+
+    # No partial sum: every metric absent, so the verdict cannot be an over-claim.
+    assert (running.views, running.clicks, running.conversions) == (None, None, None)
+    assert len(running.raw["pending_jobs"]) == 3  # 200 days in windows of at most 90
+    sandbox_client.clear_fault("x")  # the jobs finish
+
+    assert _metrics(adapter) == (90_000, 4_500, 300)
+    assert len(sandbox.state.jobs("x")) == 3  # the second fetch reused the first one's jobs
+
+
+def test_x_never_downloads_a_result_from_a_foreign_host(make_adapter: AdapterFactory, sandbox: Any) -> None:
+    adapter = make_adapter("x")
+    assert isinstance(adapter, XAdapter)
+    assert not adapter._trusted_file_url("https://evil.example/advertiser-api-async-analytics/a.json.gz")
+    assert not adapter._trusted_file_url("http://ton.twimg.com/advertiser-api-async-analytics/a.json.gz")
+    assert adapter._trusted_file_url("https://ton.twimg.com/advertiser-api-async-analytics/a.json.gz")
+    assert adapter._trusted_file_url(f"{sandbox.url}/x/ton/advertiser-api-async-analytics/stats_job_1.json.gz")
+
+
+def test_x_lifetime_windows_are_whole_hours_of_at_most_90_days() -> None:
+    created = datetime(2026, 1, 1, 10, 30, tzinfo=UTC)
+    end = datetime(2026, 7, 1, 12, tzinfo=UTC)
+
+    windows = lifetime_windows(created, end)
+
+    assert windows[0][0] == "2026-01-01T10:00:00Z" and windows[-1][1] == "2026-07-01T12:00:00Z"
+    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:], strict=False))
+    spans = [
+        datetime.fromisoformat(e.replace("Z", "+00:00")) - datetime.fromisoformat(s.replace("Z", "+00:00"))
+        for s, e in windows
+    ]
+    assert len(windows) == 3 and max(spans) <= timedelta(days=90)
 
 
 # --- typed errors ------------------------------------------------------------------------------------

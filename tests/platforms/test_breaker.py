@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from platforms.breaker import CLOSED, HALF_OPEN, OPEN, UNKNOWN, Admission, CircuitBreaker
+from platforms.breaker import CLOSED, HALF_OPEN, IN_FLIGHT_FULL, OPEN, UNKNOWN, Admission, CircuitBreaker
 from tests.platforms.breaker_helpers import (
+    advance,
     breaker_settings,
     delete_prefix,
     private_redis,
+    redis_client,
     unique_prefix,
 )
 from tests.processes import free_port
@@ -33,10 +35,13 @@ def prefix(client: redis.Redis) -> Iterator[str]:
     delete_prefix(client, p)
 
 
+COOLDOWN = 30.0
+
+
 def make(
-    client: redis.Redis, prefix: str, threshold: int = 3, cooldown: float = 0.5, probes: int = 2
+    client: redis.Redis, prefix: str, threshold: int = 3, cooldown: float = COOLDOWN, probes: int = 2, **kw: float
 ) -> CircuitBreaker:
-    return CircuitBreaker(client, breaker_settings(threshold, cooldown, probes), key_prefix=prefix)
+    return CircuitBreaker(client, breaker_settings(threshold, cooldown, probes, **kw), key_prefix=prefix)  # type: ignore[arg-type]
 
 
 def fail(breaker: CircuitBreaker, n: int, platform: str = P) -> None:
@@ -46,7 +51,16 @@ def fail(breaker: CircuitBreaker, n: int, platform: str = P) -> None:
 
 def open_then_cool(breaker: CircuitBreaker) -> None:
     fail(breaker, breaker.settings.failure_threshold)
-    time.sleep(breaker.settings.open_cooldown_seconds + 0.05)
+    cool(breaker)
+
+
+def cool(breaker: CircuitBreaker, platform: str = P) -> None:
+    """Let the cooldown (and the probe timeout) pass, by moving the breaker's stored times back."""
+    advance(redis_client(), breaker, platform, breaker.settings.open_cooldown_seconds + 0.001)
+
+
+def admission_of(a: Admission) -> tuple[bool, str, bool, float | None]:
+    return a.admitted, a.state, a.probe, a.retry_after_seconds
 
 
 def transition_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -60,7 +74,7 @@ def transition_messages(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_unknown_platform_starts_closed_and_admits(client: redis.Redis, prefix: str) -> None:
     breaker = make(client, prefix)
     assert breaker.state(P) == CLOSED
-    assert breaker.before_call(P) == Admission(admitted=True, state=CLOSED, probe=False, retry_after_seconds=None)
+    assert admission_of(breaker.before_call(P)) == (True, CLOSED, False, None)
 
 
 def test_one_failure_short_of_threshold_stays_closed(client: redis.Redis, prefix: str) -> None:
@@ -104,17 +118,19 @@ def test_platforms_have_independent_breakers(client: redis.Redis, prefix: str) -
 
 
 def test_after_cooldown_the_next_call_is_a_half_open_probe(client: redis.Redis, prefix: str) -> None:
-    breaker = make(client, prefix, threshold=1, cooldown=0.3)
+    breaker = make(client, prefix, threshold=1)
     fail(breaker, 1)
     assert not breaker.before_call(P).admitted
-    time.sleep(0.35)
+    advance(client, breaker, P, COOLDOWN - 0.5)
+    assert not breaker.before_call(P).admitted  # half a second of the cooldown left
+    advance(client, breaker, P, 0.501)
     admission = breaker.before_call(P)
-    assert admission == Admission(admitted=True, state=HALF_OPEN, probe=True, retry_after_seconds=None)
+    assert admission_of(admission) == (True, HALF_OPEN, True, None)
     assert breaker.state(P) == HALF_OPEN
 
 
 def test_half_open_admits_at_most_probe_count_across_threads(client: redis.Redis, prefix: str) -> None:
-    breaker = make(client, prefix, threshold=1, cooldown=0.3, probes=3)
+    breaker = make(client, prefix, threshold=1, probes=3)
     open_then_cool(breaker)
     start = threading.Barrier(40)
     results: list[Admission] = []
@@ -139,31 +155,38 @@ def test_half_open_admits_at_most_probe_count_across_threads(client: redis.Redis
 
 
 def test_a_probe_success_closes(client: redis.Redis, prefix: str) -> None:
-    breaker = make(client, prefix, threshold=2, cooldown=0.3, probes=2)
+    breaker = make(client, prefix, threshold=2, probes=2)
     open_then_cool(breaker)
     probe = breaker.before_call(P)
     breaker.record_success(P, probe)
-    assert breaker.snapshot([P])[P] == {"failures": 0, "state": CLOSED, "opened_at": None, "half_open_probes": 0}
-    assert breaker.before_call(P) == Admission(admitted=True, state=CLOSED)
+    assert breaker.snapshot([P])[P] == {
+        "failures": 0,
+        "state": CLOSED,
+        "opened_at": None,
+        "half_open_probes": 0,
+        "in_flight": 0,
+    }
+    assert admission_of(breaker.before_call(P)) == (True, CLOSED, False, None)
 
 
 def test_a_probe_failure_reopens_with_a_new_opened_at(client: redis.Redis, prefix: str) -> None:
-    breaker = make(client, prefix, threshold=1, cooldown=0.3, probes=2)
+    breaker = make(client, prefix, threshold=1, probes=2)
     fail(breaker, 1)
-    first_opened = breaker.snapshot([P])[P]["opened_at"]
-    time.sleep(0.35)
+    cool(breaker)
+    cooled_opened = breaker.snapshot([P])[P]["opened_at"]
     probe = breaker.before_call(P)
     breaker.record_failure(P, probe)
     row = breaker.snapshot([P])[P]
     assert row["state"] == OPEN and row["half_open_probes"] == 0
-    assert row["opened_at"] >= first_opened + 0.3
+    assert row["opened_at"] >= cooled_opened + COOLDOWN  # a new opening, on Redis's clock
     rejected = breaker.before_call(P)
-    assert not rejected.admitted and rejected.retry_after_seconds is not None and rejected.retry_after_seconds > 0.2
+    assert not rejected.admitted and rejected.retry_after_seconds is not None
+    assert rejected.retry_after_seconds > COOLDOWN - 1  # a whole new cooldown
 
 
 def test_a_late_non_probe_failure_does_not_reopen_half_open(client: redis.Redis, prefix: str) -> None:
     # A call admitted while CLOSED that fails after the breaker went HALF_OPEN says nothing about now.
-    breaker = make(client, prefix, threshold=1, cooldown=0.3)
+    breaker = make(client, prefix, threshold=1)
     early = breaker.before_call(P)
     open_then_cool(breaker)
     breaker.before_call(P)
@@ -181,7 +204,7 @@ def test_failures_while_open_do_not_extend_the_cooldown(client: redis.Redis, pre
 
 
 def test_a_released_probe_gives_its_slot_back(client: redis.Redis, prefix: str) -> None:
-    breaker = make(client, prefix, threshold=1, cooldown=0.3, probes=1)
+    breaker = make(client, prefix, threshold=1, probes=1)
     open_then_cool(breaker)
     probe = breaker.before_call(P)
     assert not breaker.before_call(P).admitted
@@ -190,15 +213,94 @@ def test_a_released_probe_gives_its_slot_back(client: redis.Redis, prefix: str) 
 
 
 def test_probes_that_never_report_free_their_slots_after_the_probe_timeout(client: redis.Redis, prefix: str) -> None:
-    breaker = CircuitBreaker(
-        client, breaker_settings(threshold=1, cooldown=0.3, probes=1), prefix, probe_timeout_seconds=0.3
-    )
+    breaker = CircuitBreaker(client, breaker_settings(threshold=1, probes=1), prefix, probe_timeout_seconds=COOLDOWN)
     open_then_cool(breaker)
     assert breaker.before_call(P).probe
     rejected = breaker.before_call(P)
-    assert not rejected.admitted and rejected.retry_after_seconds is not None and rejected.retry_after_seconds <= 0.3
-    time.sleep(0.35)
+    assert not rejected.admitted and rejected.retry_after_seconds is not None
+    assert rejected.retry_after_seconds <= COOLDOWN
+    cool(breaker)  # the probe timeout passes without a word from the probe
     assert breaker.before_call(P).probe
+
+
+# --- calls in flight and slow calls ----------------------------------------------------------------------
+
+
+def test_at_most_max_in_flight_calls_are_admitted_until_one_returns(client: redis.Redis, prefix: str) -> None:
+    breaker = make(client, prefix, max_in_flight=2)
+    first, second = breaker.before_call(P), breaker.before_call(P)
+
+    refused = breaker.before_call(P)
+
+    assert first.admitted and second.admitted and first.call_id != second.call_id
+    assert not refused.admitted and refused.state == CLOSED and refused.reason == IN_FLIGHT_FULL
+    assert refused.retry_after_seconds is not None and 0 < refused.retry_after_seconds <= 60  # the lease
+    assert breaker.snapshot([P])[P]["in_flight"] == 2
+    breaker.record_success(P, first)
+    third = breaker.before_call(P)
+    assert third.admitted
+    breaker.record_failure(P, second)
+    breaker.release(P, third)
+    assert breaker.snapshot([P])[P]["in_flight"] == 0
+
+
+def test_in_flight_slots_are_shared_by_every_breaker_on_the_prefix(client: redis.Redis, prefix: str) -> None:
+    # Two breakers stand for two worker processes.
+    one, other = make(client, prefix, max_in_flight=1), make(client, prefix, max_in_flight=1)
+    held = one.before_call(P)
+
+    assert held.admitted and not other.before_call(P).admitted
+    assert other.before_call("youtube").admitted  # per platform
+
+
+def test_a_killed_workers_slot_frees_itself_when_its_lease_runs_out(client: redis.Redis, prefix: str) -> None:
+    breaker = make(client, prefix, max_in_flight=1, lease=60)
+    assert breaker.before_call(P).admitted  # and its worker dies: no record_*, no release
+
+    assert not breaker.before_call(P).admitted
+    advance(client, breaker, P, 59)
+    assert not breaker.before_call(P).admitted
+    advance(client, breaker, P, 1.001)
+    assert breaker.before_call(P).admitted
+
+
+def test_half_open_probes_need_a_slot_too(client: redis.Redis, prefix: str) -> None:
+    breaker = make(client, prefix, threshold=1, probes=2, max_in_flight=1)
+    straggler = breaker.before_call(P)  # admitted while CLOSED, still out
+    fail(breaker, 1)
+    cool(breaker)
+
+    refused = breaker.before_call(P)
+
+    assert not refused.admitted and refused.reason == IN_FLIGHT_FULL and refused.state == HALF_OPEN
+    assert breaker.snapshot([P])[P]["half_open_probes"] == 0  # the probe slot was not taken
+    breaker.record_failure(P, straggler)  # late, from CLOSED: does not re-open
+    assert breaker.before_call(P).probe
+
+
+def test_a_slow_success_counts_as_a_failure(client: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    breaker = make(client, prefix, threshold=3, slow_call_seconds=2.0)
+    breaker.record_success(P, breaker.before_call(P), duration_seconds=1.9)
+    with caplog.at_level(logging.WARNING, logger="platforms.breaker"):
+        for _ in range(3):
+            breaker.record_success(P, breaker.before_call(P), duration_seconds=2.5)
+
+    assert breaker.state(P) == OPEN
+    assert breaker.snapshot([P])[P]["in_flight"] == 0
+    assert [r.getMessage() for r in caplog.records].count("slow_call") == 3
+
+
+def test_a_fast_success_still_resets_the_count_and_a_slow_probe_reopens(client: redis.Redis, prefix: str) -> None:
+    breaker = make(client, prefix, threshold=2, slow_call_seconds=2.0)
+    breaker.record_success(P, breaker.before_call(P), duration_seconds=3.0)
+    breaker.record_success(P, breaker.before_call(P), duration_seconds=0.1)
+    assert breaker.snapshot([P])[P]["failures"] == 0
+    fail(breaker, 2)
+    cool(breaker)
+
+    breaker.record_success(P, breaker.before_call(P), duration_seconds=3.0)
+
+    assert breaker.state(P) == OPEN
 
 
 def test_snapshot_has_the_runbook_shape_for_every_platform_seen(client: redis.Redis, prefix: str) -> None:
@@ -208,13 +310,12 @@ def test_snapshot_has_the_runbook_shape_for_every_platform_seen(client: redis.Re
     fail(breaker, 2, "youtube")
     snap = breaker.snapshot()
     assert set(snap) == {"reddit", "instagram", "youtube"}
-    assert snap["reddit"] == {"failures": 0, "state": "CLOSED", "opened_at": None, "half_open_probes": 0}
-    assert snap["instagram"] == {"failures": 1, "state": "CLOSED", "opened_at": None, "half_open_probes": 0}
+    closed = {"state": "CLOSED", "opened_at": None, "half_open_probes": 0, "in_flight": 0}
+    assert snap["reddit"] == {"failures": 0, **closed}
+    assert snap["instagram"] == {"failures": 1, **closed}
     assert snap["youtube"]["state"] == "OPEN" and snap["youtube"]["failures"] == 2
     assert isinstance(snap["youtube"]["opened_at"], float)
-    assert breaker.snapshot(["tiktok"]) == {
-        "tiktok": {"failures": 0, "state": "CLOSED", "opened_at": None, "half_open_probes": 0}
-    }
+    assert breaker.snapshot(["tiktok"]) == {"tiktok": {"failures": 0, **closed}}
 
 
 def test_opened_at_is_redis_server_time_not_the_worker_clock(
@@ -234,14 +335,20 @@ def test_reset_closes_and_clears(client: redis.Redis, prefix: str, caplog: pytes
     with caplog.at_level(logging.INFO, logger="platforms.breaker"):
         breaker.reset(P)
         breaker.reset(P)
-    assert breaker.snapshot([P])[P] == {"failures": 0, "state": CLOSED, "opened_at": None, "half_open_probes": 0}
+    assert breaker.snapshot([P])[P] == {
+        "failures": 0,
+        "state": CLOSED,
+        "opened_at": None,
+        "half_open_probes": 0,
+        "in_flight": 0,
+    }
     assert transition_messages(caplog) == ["circuit_closed"]
 
 
 def test_each_transition_is_logged_exactly_once_under_concurrency(
     client: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    breaker = make(client, prefix, threshold=3, cooldown=0.3, probes=3)
+    breaker = make(client, prefix, threshold=3, probes=3)
     hooked: list[tuple[str, str, str]] = []
     breaker.transition_hooks.append(lambda *t: hooked.append(t))
 
@@ -261,7 +368,7 @@ def test_each_transition_is_logged_exactly_once_under_concurrency(
     with caplog.at_level(logging.INFO, logger="platforms.breaker"):
         admissions = [breaker.before_call(P) for _ in range(20)]
         together(lambda: breaker.record_failure(P, admissions.pop()))
-        time.sleep(0.35)
+        cool(breaker)
         probes: list[Admission] = []
         together(lambda: probes.append(breaker.before_call(P)))
         admitted = [a for a in probes if a.admitted]
@@ -273,7 +380,7 @@ def test_each_transition_is_logged_exactly_once_under_concurrency(
 
 
 def test_probe_failure_logs_reopen_once(client: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture) -> None:
-    breaker = make(client, prefix, threshold=1, cooldown=0.3, probes=2)
+    breaker = make(client, prefix, threshold=1, probes=2)
     open_then_cool(breaker)
     probes = [breaker.before_call(P), breaker.before_call(P)]
     caplog.clear()

@@ -39,8 +39,10 @@ from tests.platforms.breaker_helpers import (
     REDIS_URL,
     WorkerProcesses,
     WorkerSpec,
+    advance,
     breaker_settings,
     delete_prefix,
+    most_at_once,
     private_redis,
     redis_client,
     total,
@@ -67,8 +69,9 @@ def redis_url() -> Iterator[str]:
         return
     try:
         redis_client(REDIS_URL).ping()
-    except redis.ConnectionError:
-        pytest.skip("neither redis-server on PATH nor a Redis at TEST_REDIS_URL/REDIS_URL")
+    except redis.ConnectionError as exc:
+        # A missing Redis is a broken test environment, not a reason to pass quietly (see conftest).
+        pytest.fail(f"neither redis-server on PATH nor a Redis at TEST_REDIS_URL/REDIS_URL: {exc}", pytrace=False)
     yield REDIS_URL
 
 
@@ -170,7 +173,8 @@ def test_paced_workers_open_after_exactly_threshold_failing_requests_then_fail_f
 def test_unpaced_workers_share_one_breaker_through_open_half_open_and_closed(
     sandbox: SandboxServer, sandbox_client: SandboxClient, redis_url: str, prefix: str
 ) -> None:
-    threshold, cooldown, probes = 5, 1.5, 3
+    # A long cooldown that the test ends itself (advance): sleeping through a short one races the host's load.
+    threshold, cooldown, probes = 5, 60.0, 3
     observer = CircuitBreaker(redis_client(redis_url), breaker_settings(threshold, cooldown, probes), key_prefix=prefix)
     worker_spec = spec(sandbox, redis_url, prefix, threshold=threshold, cooldown=cooldown, probes=probes)
     with WorkerProcesses(worker_spec, PROCESSES) as w:
@@ -185,7 +189,9 @@ def test_unpaced_workers_share_one_breaker_through_open_half_open_and_closed(
         # Before the cooldown ends the platform recovers, but slowly: a probe stays in flight for 1 s,
         # long enough to see that nobody but the probes reaches the platform while HALF_OPEN.
         sandbox_client.set_fault(P, latency_ms=1000)
-        wait_for(lambda: observer.state(P) != OPEN, 5, "the cooldown to end")
+        assert observer.state(P) == OPEN
+        advance(redis_client(redis_url), observer, P, cooldown)  # the cooldown ends now
+        wait_for(lambda: observer.state(P) != OPEN, 5, "a worker to notice the end of the cooldown")
         time.sleep(0.3)
         probe_requests = served(sandbox_client) - during_open
         half_open_state = observer.state(P)  # still HALF_OPEN: the count above saw probes only
@@ -207,3 +213,35 @@ def test_unpaced_workers_share_one_breaker_through_open_half_open_and_closed(
     # Every request the sandbox saw is one the workers made, and traffic flows again once closed.
     assert total(results, "adapter_calls") == served(sandbox_client)
     assert total(results, "outcomes", "ok") == served(sandbox_client, "200") > total(results, "probes")
+
+
+def test_a_timing_out_platform_gets_at_most_max_in_flight_calls_at_once(
+    sandbox: SandboxServer, sandbox_client: SandboxClient, redis_url: str, prefix: str
+) -> None:
+    """The drill for slow failures: every call outlasts the read timeout, so the breaker hears of a
+    failure only a read timeout after the call went out. Without a cap every worker thread (24) sends a
+    call in that time; with ``max_in_flight`` at most that many are out at once, across both processes,
+    and the breaker opens after ``failure_threshold`` timeouts, so at most ``threshold + cap - 1`` calls
+    reach the platform: the ``threshold - 1`` that failed before the opening one, plus up to ``cap``
+    out when it was counted."""
+    threshold, cap, read_timeout = 5, 4, 0.5
+    observer = CircuitBreaker(redis_client(redis_url), breaker_settings(threshold, 60, 3), key_prefix=prefix)
+    worker_spec = spec(
+        sandbox, redis_url, prefix, threshold=threshold, cooldown=60, max_in_flight=cap, read_timeout=read_timeout
+    )
+    with WorkerProcesses(worker_spec, PROCESSES) as workers:
+        sandbox_client.reset()  # forget the warm-up requests
+        sandbox_client.set_fault(P, latency_ms=read_timeout * 1000 * 4)  # every call times out
+        started = workers.go()
+        wait_for(lambda: observer.state(P) == OPEN, 30, "the breaker to open")
+        reached = settled(sandbox_client)
+        results = workers.stop()
+
+    assert_not_flushed(redis_url, prefix)
+    calls = [span for r in results for span in r["calls"] if span[0] >= started]
+    assert most_at_once(calls) <= cap, "more calls were in flight at once than max_in_flight"
+    assert reached == len(calls) == total(results, "outcomes", "timeout")
+    assert threshold <= reached <= threshold + cap - 1
+    assert total(results, "transitions", OPEN) == 1
+    # The threads that found every slot taken waited for one and then met the open breaker: no call.
+    assert total(results, "outcomes", "circuit_open") > 0

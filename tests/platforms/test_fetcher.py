@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from platforms.adapters.base import PlatformMetrics
-from platforms.breaker import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker
+from platforms.breaker import CLOSED, HALF_OPEN, IN_FLIGHT_FULL, OPEN, Admission, CircuitBreaker
 from platforms.errors import AuthError, FetchError, NotFound, PlatformError, RateLimited, Timeout
 from platforms.fetcher import FetchOutcome, fetch
 from reconcile_project.config import BackoffPolicy
-from tests.platforms.breaker_helpers import breaker_settings, delete_prefix, redis_client, unique_prefix
+from tests.platforms.breaker_helpers import (
+    REDIS_URL,
+    advance,
+    breaker_settings,
+    delete_prefix,
+    redis_client,
+    unique_prefix,
+)
 
 P = "reddit"
 METRICS = PlatformMetrics(views=1000, clicks=50, conversions=5, raw={"view_count": 1000})
@@ -60,12 +66,14 @@ class FakeBreaker:
     def __init__(self, *admissions: Admission):
         self.admissions = list(admissions) or [Admission(admitted=True, state=CLOSED)]
         self.events: list[tuple[str, bool]] = []
+        self.durations: list[float | None] = []
 
     def before_call(self, platform: str) -> Admission:
         return self.admissions.pop(0) if len(self.admissions) > 1 else self.admissions[0]
 
-    def record_success(self, platform: str, admission: Admission) -> None:
+    def record_success(self, platform: str, admission: Admission, *, duration_seconds: float | None = None) -> None:
         self.events.append(("success", admission.probe))
+        self.durations.append(duration_seconds)
 
     def record_failure(self, platform: str, admission: Admission) -> None:
         self.events.append(("failure", admission.probe))
@@ -284,6 +292,29 @@ def test_a_retry_rejected_by_the_breaker_stops_with_the_platform_error() -> None
     assert breaker.events == [("failure", True)]
 
 
+def test_a_call_refused_for_want_of_a_slot_waits_for_one() -> None:
+    clock, adapter = FakeClock(), ScriptedAdapter(METRICS)
+    full = Admission(admitted=False, state=CLOSED, retry_after_seconds=10.0, reason=IN_FLIGHT_FULL)
+    breaker = FakeBreaker(full, full, Admission(admitted=True, state=CLOSED))
+
+    outcome = run(adapter, clock, breaker=breaker)
+
+    assert outcome.ok and adapter.calls == 1 and len(clock.sleeps) == 2
+    assert all(0.025 <= s <= 0.075 for s in clock.sleeps)
+
+
+def test_the_call_duration_is_reported_with_the_success() -> None:
+    clock, breaker = FakeClock(), FakeBreaker()
+    run(ScriptedAdapter(METRICS, clock=clock, latency=2.5), clock, breaker=breaker)
+    assert breaker.durations == [2.5]
+
+
+def test_after_a_token_wait_the_old_slot_goes_back_before_asking_again() -> None:
+    clock, breaker = FakeClock(), FakeBreaker()
+    outcome = run(ScriptedAdapter(METRICS), clock, breaker=breaker, limiter=FakeLimiter(0.5, 0.0))
+    assert outcome.ok and breaker.events == [("release", False), ("success", False)]
+
+
 def test_every_fetch_logs_its_performance(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     with caplog.at_level(logging.INFO, logger="app.performance"):
@@ -309,10 +340,13 @@ def real_breaker() -> Iterator[CircuitBreaker]:
     client = redis_client()
     try:
         client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at TEST_REDIS_URL/REDIS_URL")
+    except redis.ConnectionError as exc:
+        # A missing Redis is a broken test environment, not a reason to pass quietly (see conftest).
+        pytest.fail(f"these tests need Redis at TEST_REDIS_URL/REDIS_URL ({REDIS_URL}): {exc}", pytrace=False)
     prefix = unique_prefix("fetch")
-    yield CircuitBreaker(client, breaker_settings(threshold=3, cooldown=0.3, probes=1), key_prefix=prefix)
+    yield CircuitBreaker(
+        client, breaker_settings(threshold=3, cooldown=30, probes=1, slow_call_seconds=5.0), key_prefix=prefix
+    )
     delete_prefix(client, prefix)
 
 
@@ -322,7 +356,7 @@ def test_failing_fetches_open_the_real_breaker_and_then_fail_fast(real_breaker: 
     outcomes = [run(adapter, clock, breaker=real_breaker, backoff=policy(max_retries=0)) for _ in range(5)]
     assert [o.error_code for o in outcomes] == ["fetch_error"] * 3 + ["circuit_open"] * 2
     assert adapter.calls == 3
-    assert outcomes[-1].retry_after_seconds is not None and 0 < outcomes[-1].retry_after_seconds <= 0.3
+    assert outcomes[-1].retry_after_seconds is not None and 0 < outcomes[-1].retry_after_seconds <= 30
 
 
 def test_a_probe_is_one_call_and_its_failure_ends_the_fetch(real_breaker: CircuitBreaker) -> None:
@@ -330,12 +364,12 @@ def test_a_probe_is_one_call_and_its_failure_ends_the_fetch(real_breaker: Circui
     failing = ScriptedAdapter(FetchError("503", status=503))
     for _ in range(3):
         run(failing, clock, breaker=real_breaker, backoff=policy(max_retries=0))
-    time.sleep(0.35)
+    advance(redis_client(), real_breaker, P, 30)  # the cooldown passes
     probe_adapter = ScriptedAdapter(FetchError("still 503", status=503), METRICS)
     outcome = run(probe_adapter, clock, breaker=real_breaker, backoff=policy(max_retries=3))
     assert outcome.error_code == "fetch_error" and probe_adapter.calls == 1
     assert real_breaker.state(P) == OPEN
-    time.sleep(0.35)
+    advance(redis_client(), real_breaker, P, 30)
     outcome = run(ScriptedAdapter(METRICS), clock, breaker=real_breaker)
     assert outcome.ok and real_breaker.state(P) == CLOSED
 
@@ -346,6 +380,33 @@ def test_rate_limited_answers_do_not_open_the_real_breaker(real_breaker: Circuit
     for _ in range(5):
         assert run(adapter, clock, breaker=real_breaker).error_code == "rate_limited"
     assert real_breaker.snapshot([P])[P]["failures"] == 0 and real_breaker.state(P) == CLOSED
+
+
+def test_slow_successes_open_the_real_breaker_but_keep_their_data(real_breaker: CircuitBreaker) -> None:
+    clock = FakeClock()
+    slow = ScriptedAdapter(METRICS, clock=clock, latency=6.0)  # slower than slow_call_seconds (5)
+    outcomes = [run(slow, clock, breaker=real_breaker) for _ in range(4)]
+    assert [o.ok for o in outcomes] == [True, True, True, False]  # the data of a slow answer is still good
+    assert outcomes[-1].error_code == "circuit_open" and slow.calls == 3
+
+
+def test_a_full_set_of_in_flight_slots_defers_without_a_call(real_breaker: CircuitBreaker) -> None:
+    # Eight calls out (the cap) and none coming back within the budget: the ninth never reaches the platform.
+    capped = CircuitBreaker(
+        redis_client(), breaker_settings(threshold=3, max_in_flight=8), key_prefix=real_breaker.key_prefix
+    )
+    held = [capped.before_call(P) for _ in range(8)]
+    clock = FakeClock()
+    adapter = ScriptedAdapter(METRICS)
+
+    outcome = run(adapter, clock, breaker=capped, budget_seconds=1.0)
+
+    assert all(a.admitted for a in held)
+    assert outcome.error_code == "rate_limited" and outcome.rate_limited and not outcome.reached_platform
+    assert adapter.calls == 0 and sum(clock.sleeps) <= 1.0 and len(clock.sleeps) > 1
+    assert outcome.retry_after_seconds is not None and outcome.retry_after_seconds > 0
+    capped.record_failure(P, held[0])
+    assert run(adapter, clock, breaker=capped).ok  # a slot came back
 
 
 def test_missing_collaborators_come_from_the_process_wide_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

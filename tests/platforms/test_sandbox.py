@@ -293,6 +293,129 @@ def test_meta_insights_values_are_strings(sandbox_client: SandboxClient, make_ad
     assert {"action_type": "offsite_conversion.fb_pixel_purchase", "value": "1"} in row["actions"]
 
 
+# --- lifetime, report windows, empty answers and X's report jobs -------------------------------------------
+
+
+def test_an_old_posts_totals_accrue_over_its_life_and_windows_add_up() -> None:
+    now = [1_800_000_000.0]
+    state = SandboxState(("reddit",), clock=lambda: now[0])
+    state.set_post("reddit", "7", {"views": 1_000, "clicks": 100, "conversions": None, "age_days": 100})
+    post = state.post("reddit", "7")
+    day = 86_400.0
+
+    assert post.between(now[0] - 200 * day, now[0] + 1) == post.metrics  # a window covering the whole life
+    last_week = post.between(now[0] - 7 * day, now[0])
+    assert (last_week.views, last_week.clicks, last_week.conversions) == (70, 7, None)
+    halves = [post.between(now[0] - 100 * day, now[0] - 37 * day), post.between(now[0] - 37 * day, now[0] + 3600)]
+    assert sum(h.views or 0 for h in halves) == 1_000 and sum(h.clicks or 0 for h in halves) == 100
+
+
+def test_control_api_dates_a_post_and_marks_it_empty(sandbox_client: SandboxClient) -> None:
+    post = sandbox_client.set_post("meta", "5", age_days=10, empty=True)
+
+    assert post["empty"] is True and post["created_at"] is not None
+    assert sandbox_client.get_post("meta", "6")["created_at"] is None  # undated: its life starts when first seen
+
+
+@pytest.mark.parametrize("body", [{"age_days": -1}, {"empty": "yes"}, {"age_days": "10"}])
+def test_set_post_rejects_bad_age_and_empty(sandbox: SandboxServer, body: dict[str, Any]) -> None:
+    assert requests.put(f"{sandbox.url}/_control/posts/meta/1", json=body, timeout=5).status_code == 400
+
+
+def test_meta_reports_the_requested_date_preset(sandbox_client: SandboxClient, sandbox: SandboxServer) -> None:
+    sandbox_client.set_post("meta", "9", views=3_000, age_days=90)
+
+    def impressions(**params: str) -> str:
+        response = requests.get(
+            f"{sandbox.base_url('meta')}/v21.0/9/insights",
+            params={"fields": "impressions", **params},
+            headers={"Authorization": "Bearer t"},
+            timeout=5,
+        )
+        return response.json()["data"][0]["impressions"]
+
+    assert impressions(date_preset="maximum") == "3000"
+    assert impressions() == "1000"  # Meta's default: the last 30 days
+
+
+def test_meta_empty_insights_are_an_empty_data_list(sandbox_client: SandboxClient, sandbox: SandboxServer) -> None:
+    sandbox_client.set_post("meta", "9", empty=True)
+    response = requests.get(
+        f"{sandbox.base_url('meta')}/v21.0/9/insights",
+        params={"fields": "impressions", "date_preset": "maximum"},
+        headers={"Authorization": "Bearer t"},
+        timeout=5,
+    )
+
+    assert response.status_code == 200 and response.json()["data"] == []
+
+
+def _x_signed(method: str, url: str, params: dict[str, str]) -> requests.Response:
+    from platforms.adapters.x import oauth1_header
+
+    credentials = sandbox_credentials("x")
+    header = oauth1_header(
+        method,
+        url,
+        params,
+        consumer_key=credentials["consumer_key"],
+        consumer_secret=credentials["consumer_secret"],
+        token=credentials["access_token"],
+        token_secret=credentials["access_token_secret"],
+    )
+    return requests.request(method, url, params=params, headers={"Authorization": header}, timeout=5)
+
+
+X_JOB = {
+    "entity": "PROMOTED_TWEET",
+    "entity_ids": "77",
+    "start_time": "2026-01-01T00:00:00Z",
+    "end_time": "2026-03-01T00:00:00Z",
+    "granularity": "TOTAL",
+    "placement": "ALL_ON_TWITTER",
+    "metric_groups": "ENGAGEMENT",
+}
+
+
+def test_x_job_is_processing_then_success_with_a_gzipped_result_file(
+    sandbox_client: SandboxClient, sandbox: SandboxServer
+) -> None:
+    import gzip
+
+    jobs_url = f"{sandbox.base_url('x')}/12/stats/jobs/accounts/18ce54d4x5t"
+    sandbox_client.set_post("x", "77", views=40_000, age_days=1_000)  # live through the job's window
+    sandbox_client.set_fault("x", job_seconds=3_600)
+
+    created = _x_signed("POST", jobs_url, X_JOB).json()["data"]
+
+    assert (created["status"], created["url"]) == ("PROCESSING", None)
+    assert created["entity_ids"] == ["77"] and created["id_str"] == str(created["id"])
+    sandbox_client.clear_fault("x")
+    listed = _x_signed("GET", jobs_url, {"job_ids": created["id_str"]}).json()["data"]
+    assert [j["status"] for j in listed] == ["SUCCESS"]
+    file = requests.get(listed[0]["url"], timeout=5)  # no OAuth: a pre-signed CDN link on X
+    body = json.loads(gzip.decompress(file.content))
+    assert body["data"][0]["id"] == "77" and body["data"][0]["id_data"][0]["metrics"]["impressions"][0] > 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"end_time": "2026-04-02T00:00:00Z"}, {"start_time": "2026-01-01T00:30:00Z"}],
+    ids=["91 days", "not whole hours"],
+)
+def test_x_job_windows_are_at_most_90_days_of_whole_hours(sandbox: SandboxServer, change: dict[str, str]) -> None:
+    response = _x_signed("POST", f"{sandbox.base_url('x')}/12/stats/jobs/accounts/18ce54d4x5t", {**X_JOB, **change})
+
+    assert response.status_code == 400 and response.json()["errors"][0]["code"] == "INVALID_PARAMETER"
+
+
+def test_x_synchronous_stats_cover_at_most_7_days(sandbox: SandboxServer) -> None:
+    params = {**X_JOB, "end_time": "2026-01-08T01:00:00Z"}
+    response = _x_signed("GET", f"{sandbox.base_url('x')}/12/stats/accounts/18ce54d4x5t", params)
+
+    assert response.status_code == 400
+
+
 # --- server lifecycle and concurrency ------------------------------------------------------------------
 
 
@@ -365,7 +488,11 @@ def test_concurrent_calls_and_control_writes_are_consistent(
         thread.join(timeout=30)
 
     assert errors == []
-    assert sandbox_client.requests_served() == threads * calls
+    # One request per fetch, except X's, which asks for the promoted tweet and its report jobs too.
+    served = sandbox_client.stats()["platforms"]
+    x_threads = sum(1 for index in range(threads) if SLUGS[index % len(SLUGS)] == "x")
+    assert sum(p["total"] for slug, p in served.items() if slug != "x") == (threads - x_threads) * calls
+    assert served["x"]["total"] >= x_threads * calls
 
 
 def test_module_entry_point_serves_and_stops_on_sigterm() -> None:

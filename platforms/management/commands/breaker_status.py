@@ -11,7 +11,7 @@ from platforms.breaker import get_breaker
 
 
 class Command(BaseCommand):
-    help = "Show the shared circuit breaker of every platform (state, failures, opened at, probes)."
+    help = "Show the shared circuit breaker of every platform (state, failures, opened at, probes, calls in flight)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", dest="as_json", help="print the snapshot as JSON")
@@ -21,7 +21,9 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(snapshot, indent=2))
             return
-        self.stdout.write(f"{'platform':<10} {'state':<10} {'failures':>8}  {'opened at (UTC)':<20} {'probes':>6}")
+        self.stdout.write(
+            f"{'platform':<10} {'state':<10} {'failures':>8}  {'opened at (UTC)':<20} {'probes':>6} {'in flight':>9}"
+        )
         for slug, s in snapshot.items():
             opened = (
                 dt.datetime.fromtimestamp(s["opened_at"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -30,4 +32,5 @@ class Command(BaseCommand):
             )
             self.stdout.write(
                 f"{slug:<10} {s['state']:<10} {s['failures']:>8}  {opened:<20} {s['half_open_probes']:>6}"
+                f" {s.get('in_flight', 0):>9}"
             )
