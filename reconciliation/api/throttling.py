@@ -127,7 +127,8 @@ class FailedAuthThrottle(BaseThrottle):
         return f"{KEY_PREFIX}:{cls.scope}:"
 
     def _key(self, request: Request) -> str:
-        return self.key_prefix() + _hashed(self.get_ident(request))
+        # No address at all (a WSGI server that sets no REMOTE_ADDR): such callers share one allowance.
+        return self.key_prefix() + _hashed(self.get_ident(request) or "unknown")
 
     def blocked_for(self, request: Request, *, now: float | None = None) -> float | None:
         """Seconds this address must wait before its next key attempt, or None if it may try now."""

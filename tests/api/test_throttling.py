@@ -155,3 +155,11 @@ def test_failed_authentications_are_allowed_when_redis_is_down(
     with mock.patch.object(throttling, "get_redis", side_effect=RedisConnectionError("down")):
         for n in range(5):
             assert api.get("/api/v1/affiliates/me", **bearer(f"g{n}.wrongsecret")).status_code == 401
+
+
+def test_a_request_without_a_client_address_is_counted_not_crashed(
+    api: APIClient, world: World, three_failures_a_minute: None
+) -> None:
+    for n in range(3):
+        assert api.get("/api/v1/affiliates/me", REMOTE_ADDR=None, **bearer(f"g{n}.wrongsecret")).status_code == 401
+    assert api.get("/api/v1/affiliates/me", REMOTE_ADDR=None, **bearer("g.wrongsecret")).status_code == 429
