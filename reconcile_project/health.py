@@ -150,6 +150,11 @@ def check_workers(
         lock_ms = int((WORKER_PING_TIMEOUT + 2) * 1000)
         if client.set(WORKER_PING_LOCK, token, nx=True, px=lock_ms):
             try:
+                # Read again under the lock: another request may have pinged and let go of the lock
+                # between our first read and our taking it.
+                cached = _cached_ping(client.get(WORKER_PING_KEY))
+                if cached is not None and clock() - cached["checked_at"] < ttl:
+                    return cached
                 result = {**ping(), "checked_at": clock()}
                 client.set(WORKER_PING_KEY, json.dumps(result), px=int(ttl * STALE_FACTOR * 1000))
             finally:
