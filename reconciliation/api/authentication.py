@@ -118,6 +118,12 @@ class APIKeyAuthentication(BaseAuthentication):
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
+        if len(parts) != 2:
+            # No key at all (or several words): a client bug, not a guess, so not counted.
+            raise exceptions.AuthenticationFailed(
+                f"Invalid Authorization header: {EXPECTED[0].lower()}{EXPECTED[1:]}.",
+                code="invalid_authorization_header",
+            )
         throttle = FailedAuthThrottle()
         wait = throttle.blocked_for(request)
         if wait is not None:
@@ -125,7 +131,7 @@ class APIKeyAuthentication(BaseAuthentication):
                 wait, detail="Too many failed authentications from this address.", code="too_many_auth_failures"
             )
         try:
-            row = self._verified(parts)
+            row = self._verified(parts[1])
         except exceptions.AuthenticationFailed:
             throttle.record_failure(request)
             raise
@@ -136,15 +142,10 @@ class APIKeyAuthentication(BaseAuthentication):
         principal = self._principal(row)
         return principal, row
 
-    def _verified(self, parts: list[bytes]) -> AffiliateAPIKey | ClientAPIKey:
-        """The key row the ``Bearer`` credential names; AuthenticationFailed (a counted failure) otherwise."""
-        if len(parts) != 2:
-            raise exceptions.AuthenticationFailed(
-                f"Invalid Authorization header: {EXPECTED[0].lower()}{EXPECTED[1:]}.",
-                code="invalid_authorization_header",
-            )
+    def _verified(self, credential: bytes) -> AffiliateAPIKey | ClientAPIKey:
+        """The key row ``credential`` names; AuthenticationFailed (a counted failure) otherwise."""
         try:
-            key = parts[1].decode("ascii")
+            key = credential.decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key") from None
         prefix, dot, secret = key.partition(".")

@@ -115,6 +115,7 @@ def test_good_keys_and_missing_credentials_do_not_count(
         assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 200
         assert api.get("/api/v1/affiliates/me").status_code == 401
         assert api.get("/api/v1/affiliates/me", HTTP_AUTHORIZATION="Token abc.def").status_code == 401
+        assert api.get("/api/v1/affiliates/me", HTTP_AUTHORIZATION="Bearer").status_code == 401
     assert api.get("/api/v1/affiliates/me", **bearer("guess.wrongsecret")).status_code == 401
 
 
