@@ -30,7 +30,7 @@ run: venv
 	@echo
 	@echo "Admin:    http://127.0.0.1:8000/admin/  (login: admin / $${DEMO_ADMIN_PASSWORD:-demo-admin-pass}, unless set earlier)"
 	@echo "API docs: http://127.0.0.1:8000/api/docs/   health: http://127.0.0.1:8000/health/detailed   metrics: /metrics"
-	@echo "Flower:   http://127.0.0.1:5555/   platform sandbox: http://127.0.0.1:8100/_control/stats"
+	@echo "Flower:   http://127.0.0.1:5555/  (login: admin / $${DEMO_ADMIN_PASSWORD:-demo-admin-pass}, or FLOWER_BASIC_AUTH)   platform sandbox: http://127.0.0.1:8100/_control/stats"
 	@echo "Demo:     in another shell, .venv/bin/python manage.py demo"
 	@echo "Stopping: Ctrl-C stops every process below."
 	@echo

@@ -1,13 +1,18 @@
-"""Start-up checks: inconsistent rule settings refuse to start, naming the setting."""
+"""Start-up checks: inconsistent rule settings, platforms without a real API in production and a
+missing metrics token refuse to start, naming the setting."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, register
+from django.core.exceptions import ImproperlyConfigured
 
+from reconcile_project import platform_settings
 from reconcile_project.config import GROUPS
+from reconciliation.api.throttling import parse_rate
 
 
 @register()
@@ -49,3 +54,57 @@ def check_in_flight_lease_covers_a_call(app_configs: Any = None, **kwargs: Any) 
             )
         ]
     return []
+
+
+@register()
+def check_platforms_are_real(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Without PLATFORMS_USE_SANDBOX (the production default) every platform needs its real API.
+
+    Otherwise an unset PLATFORM_<SLUG>_BASE_URL used to fall back to the sandbox, and production verified
+    claims against the sandbox's made-up numbers without anyone noticing.
+    """
+    if settings.PLATFORMS_USE_SANDBOX:
+        return []
+    errors = []
+    for slug in settings.PLATFORM_SLUGS:
+        entry = settings.PLATFORM_API.get(slug) or {}
+        names = platform_settings.not_real(slug, entry, sandbox_url=settings.SANDBOX_URL)
+        if names:
+            errors.append(
+                Error(
+                    f"platform {slug!r} has no real API configured: {', '.join(names)} "
+                    f"{'is' if len(names) == 1 else 'are'} unset or point at the sandbox",
+                    hint=(
+                        "Set the platform's base URL and credentials to the real API, or set "
+                        "PLATFORMS_USE_SANDBOX=true to run against the sandbox on purpose (a demo)."
+                    ),
+                    id="reconcile.E010",
+                )
+            )
+    return errors
+
+
+@register()
+def check_ops_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors = []
+    if settings.PRODUCTION and not settings.METRICS_TOKEN:
+        errors.append(
+            Error(
+                "METRICS_TOKEN: required when DJANGO_ENV=production (/metrics and /health/detailed need it)",
+                hint="Set METRICS_TOKEN to a long random string and give it to Prometheus as its bearer token.",
+                id="reconcile.E011",
+            )
+        )
+    try:
+        parse_rate(settings.AUTH_FAILURE_RATE, "AUTH_FAILURE_RATE")
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), id="reconcile.E012"))
+    cache_seconds = settings.HEALTH_WORKER_PING_CACHE_SECONDS
+    if not (math.isfinite(cache_seconds) and cache_seconds >= 0):
+        errors.append(
+            Error(
+                f"HEALTH_WORKER_PING_CACHE_SECONDS: expected a finite number >= 0, got {cache_seconds!r}",
+                id="reconcile.E013",
+            )
+        )
+    return errors

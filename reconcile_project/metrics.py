@@ -19,6 +19,7 @@ Naming the objects exactly as below is a contract: the engine, platform and API 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import socket
@@ -255,11 +256,24 @@ def render_latest() -> bytes:
     return generate_latest(registry)
 
 
-def metrics_view(request: Any) -> Any:
-    """``GET /metrics``. Unauthenticated like every Prometheus target: expose it on the internal network only."""
+def _render_metrics(request: Any) -> Any:
     from django.http import HttpResponse
 
     return HttpResponse(render_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+@functools.cache
+def _protected_metrics_view() -> Callable[..., Any]:
+    # Built on first use: the access rules import the API's authentication (and so the models), which
+    # the processes importing this module for its counters (Celery, before Django is set up) must not.
+    from reconcile_project.ops_access import monitoring_or_staff
+
+    return monitoring_or_staff(_render_metrics)
+
+
+def metrics_view(request: Any) -> Any:
+    """``GET /metrics``: ``Authorization: Bearer <METRICS_TOKEN>`` (Prometheus) or staff; see ops_access."""
+    return _protected_metrics_view()(request)
 
 
 # --- worker utilisation ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ message naming the variable (``ImproperlyConfigured``).
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from reconcile_project import config as rule_config
+from reconcile_project import platform_settings
 from reconcile_project.observability import configure_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -264,7 +266,13 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "reconciliation.api.parsers.JSONOnlyNegotiation",
     "EXCEPTION_HANDLER": "reconciliation.api.exceptions.api_exception_handler",
+    # How many proxies in front of the web process append to X-Forwarded-For: the client address of the
+    # failed-authentication throttle is the one they saw. 0 (the default) uses REMOTE_ADDR and ignores the
+    # header, which a client could otherwise forge to get a fresh allowance per request.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
+#: Failed API-key authentications allowed per client address before its key attempts answer 429.
+AUTH_FAILURE_RATE = env_str("AUTH_FAILURE_RATE", "20/minute")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Affiliate Reconciliation Platform API",
     "DESCRIPTION": (
@@ -351,6 +359,14 @@ if not PROMETHEUS_MULTIPROC_DIR:
 Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 
+# --- Operations endpoints (docs/RUNBOOK.md) -----------------------------------------------------------
+# /metrics and /health/detailed answer `Authorization: Bearer <METRICS_TOKEN>` (Prometheus, monitoring) or
+# staff; /debug/* staff only. Unset, outside production only, loopback callers are let in without it (what
+# `make run` binds to); production refuses to start without it (a system check).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# /health/detailed pings the workers (up to 1 s); concurrent and repeated calls share one ping this long.
+HEALTH_WORKER_PING_CACHE_SECONDS = env_float("HEALTH_WORKER_PING_CACHE_SECONDS", 5.0)
+
 # --- Platforms ------------------------------------------------------------------------------------
 PLATFORM_SLUGS = ("reddit", "instagram", "tiktok", "youtube", "x", "meta")
 SANDBOX_URL = env_str("SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
@@ -364,15 +380,31 @@ PLATFORM_CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
     "meta": ("access_token",),
 }
 PLATFORM_API: dict[str, dict] = {}
+# The sandbox stands in for every platform outside production. In production it must be asked for by name
+# (PLATFORMS_USE_SANDBOX=true, the compose demo does), every process start logs a WARNING and
+# /health/detailed shows it; otherwise an unset base URL or credential stays empty and the system check
+# (reconcile_project/checks.py) refuses to start, naming each platform and variable.
+PLATFORMS_USE_SANDBOX = env_bool("PLATFORMS_USE_SANDBOX", not PRODUCTION)
 for _slug in PLATFORM_SLUGS:
-    _prefix = f"PLATFORM_{_slug.upper()}_"
     PLATFORM_API[_slug] = {
-        "base_url": env_str(_prefix + "BASE_URL", f"{SANDBOX_URL}/{_slug}").rstrip("/"),
+        "base_url": env_str(
+            platform_settings.env_name(_slug, "base_url"), f"{SANDBOX_URL}/{_slug}" if PLATFORMS_USE_SANDBOX else ""
+        ).rstrip("/"),
         "credentials": {
-            key: env_str(_prefix + key.upper(), "sandbox-token" if key.endswith("token") else f"sandbox-{key}")
+            key: env_str(
+                platform_settings.env_name(_slug, key),
+                platform_settings.sandbox_credential(key) if PLATFORMS_USE_SANDBOX else "",
+            )
             for key in PLATFORM_CREDENTIAL_KEYS[_slug]
         },
     }
+if PRODUCTION and PLATFORMS_USE_SANDBOX:
+    _on_sandbox = platform_settings.sandbox_platforms(PLATFORM_API, sandbox_url=SANDBOX_URL)
+    if _on_sandbox:
+        logging.getLogger("reconcile_project.settings").warning(
+            "Platforms use the sandbox in production: claims are verified against the sandbox's numbers",
+            extra={"platforms": _on_sandbox, "sandbox_url": SANDBOX_URL, "setting": "PLATFORMS_USE_SANDBOX=true"},
+        )
 
 # --- Rule settings (DESIGN §4), typed groups, each field overridable as <GROUP>__<FIELD> --------------
 

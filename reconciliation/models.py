@@ -76,7 +76,11 @@ class AffiliateAPIKey(AbstractAPIKey):
 
 
 class ClientAPIKey(AbstractAPIKey):
-    """Hashed API key of an advertiser; ``is_staff`` keys may call staff operations."""
+    """Hashed API key of an advertiser (``client`` set), or a staff key (``is_staff``, no client).
+
+    Never both: a client's key that were also staff would be a tenant that reads and re-runs every other
+    tenant's campaigns. The constraint makes the mix impossible, not just unused.
+    """
 
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="api_keys", null=True, blank=True)
     is_staff = models.BooleanField(default=False)
@@ -85,7 +89,11 @@ class ClientAPIKey(AbstractAPIKey):
         verbose_name = "client API key"
         verbose_name_plural = "client API keys"
         constraints = [
-            models.CheckConstraint(condition=Q(client__isnull=False) | Q(is_staff=True), name="clientkey_owner"),
+            models.CheckConstraint(
+                condition=Q(is_staff=True, client__isnull=True) | Q(is_staff=False, client__isnull=False),
+                name="clientkey_staff_xor_client",
+                violation_error_message="A staff key belongs to no client; a client's key is not staff.",
+            ),
         ]
 
 

@@ -27,3 +27,20 @@ def reset_celery_pools() -> None:
 def celery_publishes_to_the_test_broker() -> Iterator[None]:
     yield
     reset_celery_pools()
+
+
+@pytest.fixture(autouse=True)
+def no_failed_authentications_carried_over() -> Iterator[None]:
+    """Every test client calls from 127.0.0.1: without this, the bad keys that tests send on purpose would
+    add up across tests to the per-address limit (AUTH_FAILURE_RATE) and turn later 401s into 429s."""
+    from redis.exceptions import RedisError
+
+    from reconcile_project.redis import get_redis
+    from reconciliation.api.throttling import FailedAuthThrottle
+
+    with contextlib.suppress(RedisError):
+        client = get_redis()
+        keys = list(client.scan_iter(match=f"{FailedAuthThrottle.key_prefix()}*", count=500))
+        if keys:
+            client.delete(*keys)
+    yield

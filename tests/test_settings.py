@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,17 +53,83 @@ def test_production_requires_secret_key() -> None:
     assert "SECRET_KEY" in result.stderr
 
 
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": "x" * 20 + "a-real-production-secret-key-of-length-50+",
+    "ALLOWED_HOSTS": "reconcile.example.com",
+    "METRICS_TOKEN": "a-long-random-metrics-token-0123456789",
+}
+SANDBOX_WARNING = "Platforms use the sandbox in production"
+
+
+def real_platforms(**overrides: str) -> dict[str, str]:
+    """Every platform's base URL and credentials, as a production deployment sets them."""
+    from django.conf import settings
+
+    env = {}
+    for slug, keys in settings.PLATFORM_CREDENTIAL_KEYS.items():
+        env[f"PLATFORM_{slug.upper()}_BASE_URL"] = f"https://api.{slug}.example.com"
+        for key in keys:
+            env[f"PLATFORM_{slug.upper()}_{key.upper()}"] = f"real-{slug}-{key}"
+    return {**env, **overrides}
+
+
 def test_deploy_check_passes_with_production_settings() -> None:
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DJANGO_ENV="production",
-        SECRET_KEY="x" * 20 + "a-real-production-secret-key-of-length-50+",
-        ALLOWED_HOSTS="reconcile.example.com",
-    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION, **real_platforms())
     assert result.returncode == 0, result.stdout + result.stderr
+    assert SANDBOX_WARNING not in result.stderr
+
+
+def test_production_refuses_every_platform_without_a_real_api() -> None:
+    result = manage("check", "--deploy", **PRODUCTION)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    from django.conf import settings
+
+    for slug in settings.PLATFORM_SLUGS:
+        assert f"platform '{slug}' has no real API configured: PLATFORM_{slug.upper()}_BASE_URL" in output
+    assert "PLATFORM_X_CONSUMER_SECRET" in output and "PLATFORMS_USE_SANDBOX=true" in output
+
+
+def test_production_names_the_one_platform_left_on_the_sandbox() -> None:
+    from django.conf import settings
+
+    env = real_platforms(PLATFORM_META_BASE_URL=f"{settings.SANDBOX_URL}/meta", PLATFORM_REDDIT_ACCESS_TOKEN="")
+    result = manage("check", **PRODUCTION, **env)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "platform 'meta' has no real API configured: PLATFORM_META_BASE_URL is unset" in output
+    assert "platform 'reddit' has no real API configured: PLATFORM_REDDIT_ACCESS_TOKEN is unset" in output
+    assert "'youtube'" not in output
+
+
+def test_production_on_the_sandbox_needs_the_flag_and_warns_at_every_start() -> None:
+    result = manage("check", "--deploy", "--fail-level", "WARNING", PLATFORMS_USE_SANDBOX="true", **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if SANDBOX_WARNING in line]
+    assert len(warnings) == 1
+    assert json.loads(warnings[0])["level"] == "WARNING"
+    assert json.loads(warnings[0])["platforms"] == ["reddit", "instagram", "tiktok", "youtube", "x", "meta"]
+
+
+def test_production_requires_a_metrics_token() -> None:
+    result = manage("check", **{**PRODUCTION, "METRICS_TOKEN": ""}, **real_platforms())
+    assert result.returncode != 0
+    assert "METRICS_TOKEN: required when DJANGO_ENV=production" in result.stdout + result.stderr
+
+
+def test_development_uses_the_sandbox_without_the_flag_and_quietly() -> None:
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(settings.PLATFORM_API['meta']['base_url'])",
+        DJANGO_ENV="development",
+        LOG_FILE="",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("/meta") and SANDBOX_WARNING not in result.stderr
+    assert manage("check", DJANGO_ENV="development", LOG_FILE="").returncode == 0
 
 
 def test_migrations_are_complete() -> None:

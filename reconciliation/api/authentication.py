@@ -14,10 +14,21 @@ Why there is no verification cache: keys made by this library version are hashed
 re-hashes such legacy keys to SHA-512 on first use). A request costs one indexed query on the key's
 unique prefix, which also sees a revocation immediately; a cache would only add a window in which a
 revoked key still works.
+
+A staff key belongs to no client (a database constraint on ``ClientAPIKey``): a key that names a client is
+that client's, never staff, so a tenant key can never act on other tenants.
+
+Failed authentications (an unknown or malformed key) are counted per client address
+(:class:`~reconciliation.api.throttling.FailedAuthThrottle`, ``AUTH_FAILURE_RATE``); past the limit the
+address's key attempts answer 429 with ``Retry-After`` before any key is looked up.
+
+A 401 says what to send: ``Authorization: Bearer <key>``, naming the scheme or header that was used
+instead (``Token``, ``Api-Key``, ``X-API-Key``) — see :func:`not_authenticated_message`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,12 +36,20 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from reconciliation.api.throttling import FailedAuthThrottle
 from reconciliation.models import Affiliate, AffiliateAPIKey, Client, ClientAPIKey
 
 PrincipalKind = Literal["affiliate", "client", "staff"]
 
 #: ``<prefix>.<secret>``: 8 + 1 + 32 characters today; anything much longer is not one of our keys.
 MAX_KEY_LENGTH = 200
+
+EXPECTED = "Use 'Authorization: Bearer <key>'"
+#: Other headers clients put API keys in; named in the 401 so the fix is obvious.
+OTHER_KEY_HEADERS = ("X-API-Key", "Api-Key", "X-Api-Token")
+#: What an authorization scheme looks like (``Token``, ``Api-Key``); anything else is never echoed back,
+#: since a client that sent the bare key would otherwise see it in the error and in the logs.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,19}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +95,22 @@ def credential_of(request: Request) -> tuple[str, str] | None:
     return None
 
 
+def not_authenticated_message(request: Request) -> str:
+    """The 401 text for a request that sent no usable credentials: what to send, and what was sent instead."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.strip():
+        scheme = header.split()[0]
+        if scheme.lower() == APIKeyAuthentication.keyword.lower():
+            return f"{EXPECTED}; the key is missing."
+        if _SCHEME.fullmatch(scheme) and len(header.split()) > 1:
+            return f"{EXPECTED}; got scheme '{scheme}'."
+        return f"{EXPECTED}; got an Authorization header without the 'Bearer' scheme."
+    for name in OTHER_KEY_HEADERS:
+        if request.headers.get(name):
+            return f"{EXPECTED}; got an '{name}' header."
+    return f"Authentication credentials were not provided. {EXPECTED}."
+
+
 class APIKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
@@ -84,11 +119,33 @@ class APIKeyAuthentication(BaseAuthentication):
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
         if len(parts) != 2:
+            # No key at all (or several words): a client bug, not a guess, so not counted.
             raise exceptions.AuthenticationFailed(
-                "Invalid Authorization header: expected 'Bearer <api key>'.", code="invalid_authorization_header"
+                f"Invalid Authorization header: {EXPECTED[0].lower()}{EXPECTED[1:]}.",
+                code="invalid_authorization_header",
+            )
+        throttle = FailedAuthThrottle()
+        wait = throttle.blocked_for(request)
+        if wait is not None:
+            raise exceptions.Throttled(
+                wait, detail="Too many failed authentications from this address.", code="too_many_auth_failures"
             )
         try:
-            key = parts[1].decode("ascii")
+            row = self._verified(parts[1])
+        except exceptions.AuthenticationFailed:
+            throttle.record_failure(request)
+            raise
+        if row.revoked:
+            raise exceptions.PermissionDenied("This API key has been revoked.", code="api_key_revoked")
+        if row.has_expired:
+            raise exceptions.PermissionDenied("This API key has expired.", code="api_key_expired")
+        principal = self._principal(row)
+        return principal, row
+
+    def _verified(self, credential: bytes) -> AffiliateAPIKey | ClientAPIKey:
+        """The key row ``credential`` names; AuthenticationFailed (a counted failure) otherwise."""
+        try:
+            key = credential.decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key") from None
         prefix, dot, secret = key.partition(".")
@@ -97,12 +154,7 @@ class APIKeyAuthentication(BaseAuthentication):
         row = self._find(key, prefix)
         if row is None:
             raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
-        if row.revoked:
-            raise exceptions.PermissionDenied("This API key has been revoked.", code="api_key_revoked")
-        if row.has_expired:
-            raise exceptions.PermissionDenied("This API key has expired.", code="api_key_expired")
-        principal = self._principal(row)
-        return principal, row
+        return row
 
     @staticmethod
     def _find(key: str, prefix: str) -> AffiliateAPIKey | ClientAPIKey | None:
@@ -124,8 +176,12 @@ class APIKeyAuthentication(BaseAuthentication):
         if row.client is not None:
             if not row.client.is_active:
                 raise exceptions.PermissionDenied("This client account is inactive.", code="client_inactive")
-            return Principal(kind="client", key=row, client=row.client, is_staff=row.is_staff)
-        return Principal(kind="staff", key=row, is_staff=True)
+            # A client's key is that tenant's, whatever its is_staff says (the database refuses the mix):
+            # staff rights would let it read and re-run every other client's campaigns.
+            return Principal(kind="client", key=row, client=row.client)
+        if row.is_staff:
+            return Principal(kind="staff", key=row, is_staff=True)
+        raise exceptions.PermissionDenied("This API key belongs to no account.", code="api_key_orphaned")
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'

@@ -30,6 +30,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from reconcile_project.observability import REQUEST_ID_PATTERN, get_request_id
+from reconciliation.api.authentication import not_authenticated_message
 from reconciliation.api.errors import (
     Conflict,
     DuplicatePostConflict,
@@ -154,6 +155,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         message = "The request has invalid fields: " + ", ".join(sorted(fields)) + "."
     elif isinstance(exc, exceptions.Throttled):
         message = f"Rate limit exceeded; retry in {int(wait or 1)} s."
+    elif isinstance(exc, exceptions.NotAuthenticated) and request is not None:
+        message = not_authenticated_message(request)  # which header to send, and what came instead
     else:
         message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else "Request failed."
     body = envelope(code=_code(exc), message=message, request=request, fields=fields, **extra)

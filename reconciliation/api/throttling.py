@@ -12,6 +12,9 @@ count) and ``Retry-After`` is when the oldest counted request leaves the window.
 
 If Redis is unreachable the request is let through and a warning logged: losing rate limiting for a
 moment is better than refusing every affiliate's submissions.
+
+:class:`FailedAuthThrottle` counts failed API-key authentications per client address the same way
+(``AUTH_FAILURE_RATE``), so keys cannot be guessed at request speed.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from reconcile_project.redis import get_redis
-from reconciliation.api.authentication import credential_of
 
 logger = logging.getLogger("reconciliation.api.throttling")
 
@@ -38,16 +40,26 @@ _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 KEY_PREFIX = "reconcile:throttle"
 
 
-def parse_rate(rate: str) -> tuple[int, int]:
+def parse_rate(rate: str, setting: str = "RATE_LIMIT_SETTINGS") -> tuple[int, int]:
     """``"100/hour"`` → (100, 3600); the period is read from its first letter, as DRF does."""
     try:
         num, period = rate.split("/")
         count, seconds = int(num), _PERIODS[period.strip()[0].lower()]
     except (ValueError, KeyError, IndexError):
-        raise ImproperlyConfigured(f"RATE_LIMIT_SETTINGS: bad rate {rate!r} (expected like '100/hour')") from None
+        raise ImproperlyConfigured(f"{setting}: bad rate {rate!r} (expected like '100/hour')") from None
     if count < 1:
-        raise ImproperlyConfigured(f"RATE_LIMIT_SETTINGS: bad rate {rate!r} (at least 1 request)")
+        raise ImproperlyConfigured(f"{setting}: bad rate {rate!r} (at least 1 request)")
     return count, seconds
+
+
+def _hashed(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()[:24]
+
+
+def _retry_after(oldest: list[tuple[str, float]], period: int, now: float) -> float:
+    """Seconds until the oldest counted entry leaves the window."""
+    oldest_at = oldest[0][1] if oldest else now
+    return max(1.0, math.ceil(oldest_at + period - now))
 
 
 class KeyedRateThrottle(BaseThrottle):
@@ -58,12 +70,14 @@ class KeyedRateThrottle(BaseThrottle):
         self._wait: float | None = None
 
     def allow_request(self, request: Request, view: Any) -> bool:
+        # Imported here: the authentication module uses the failed-authentication throttle below.
+        from reconciliation.api.authentication import credential_of
+
         owner = credential_of(request)
         if owner is None:
             return True  # unauthenticated requests are refused before the throttle runs
         limit, period = parse_rate(getattr(settings.RATE_LIMIT_SETTINGS, self.scope))
-        owner_hash = hashlib.sha256(f"{owner[0]}:{owner[1]}".encode()).hexdigest()[:24]
-        key = f"{KEY_PREFIX}:{self.scope}:{owner_hash}"
+        key = f"{KEY_PREFIX}:{self.scope}:{_hashed(f'{owner[0]}:{owner[1]}')}"
         now = time.time()
         member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
         try:
@@ -86,9 +100,67 @@ class KeyedRateThrottle(BaseThrottle):
                 "Rate limiter unavailable; request allowed", extra={"scope": self.scope, "error": type(exc).__name__}
             )
             return True
-        oldest_at = oldest[0][1] if oldest else now
-        self._wait = max(1.0, math.ceil(oldest_at + period - now))
+        self._wait = _retry_after(oldest, period, now)
         return False
 
     def wait(self) -> float | None:
         return self._wait
+
+
+class FailedAuthThrottle(BaseThrottle):
+    """Failed API-key authentications per client address (``settings.AUTH_FAILURE_RATE``), to slow key guessing.
+
+    Not a view throttle: the authentication class asks :meth:`blocked_for` before it looks a key up and
+    calls :meth:`record_failure` when the key is unknown, so once an address has failed N times within
+    the period every key it sends (a right one too, or it would learn which guess was right) answers 429
+    with ``Retry-After`` until its oldest failure leaves the window. The address is DRF's ``get_ident``:
+    REMOTE_ADDR, or the ``NUM_PROXIES``-th X-Forwarded-For entry from the right behind proxies.
+
+    The check and the count are two round trips, so a burst of concurrent guesses may overshoot N by about
+    the number of requests in flight; the limit still holds each address to N per period over time.
+    """
+
+    scope = "auth_failure"
+
+    @classmethod
+    def key_prefix(cls) -> str:
+        return f"{KEY_PREFIX}:{cls.scope}:"
+
+    def _key(self, request: Request) -> str:
+        # No address at all (a WSGI server that sets no REMOTE_ADDR): such callers share one allowance.
+        return self.key_prefix() + _hashed(self.get_ident(request) or "unknown")
+
+    def blocked_for(self, request: Request, *, now: float | None = None) -> float | None:
+        """Seconds this address must wait before its next key attempt, or None if it may try now."""
+        limit, period = parse_rate(settings.AUTH_FAILURE_RATE, "AUTH_FAILURE_RATE")
+        now = time.time() if now is None else now
+        key = self._key(request)
+        try:
+            pipe = get_redis().pipeline(transaction=True)
+            pipe.zremrangebyscore(key, 0, now - period)
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0, withscores=True)
+            _, count, oldest = pipe.execute()
+        except RedisError as exc:
+            logger.warning(
+                "Failed-authentication throttle unavailable; attempt allowed", extra={"error": type(exc).__name__}
+            )
+            return None
+        return _retry_after(oldest, period, now) if count >= limit else None
+
+    def record_failure(self, request: Request, *, now: float | None = None) -> None:
+        _, period = parse_rate(settings.AUTH_FAILURE_RATE, "AUTH_FAILURE_RATE")
+        now = time.time() if now is None else now
+        key = self._key(request)
+        try:
+            pipe = get_redis().pipeline(transaction=True)
+            pipe.zadd(key, {f"{now:.6f}:{uuid.uuid4().hex[:8]}": now})
+            pipe.expire(key, period + 1)
+            pipe.execute()
+        except RedisError as exc:
+            logger.warning(
+                "Failed-authentication throttle unavailable; failure not counted", extra={"error": type(exc).__name__}
+            )
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        return self.blocked_for(request) is None

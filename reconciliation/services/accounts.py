@@ -36,7 +36,15 @@ def client_resolve(ref: str) -> Client:
 
 
 def client_key_create(*, client: Client | None, name: str, is_staff: bool = False) -> tuple[ClientAPIKey, str]:
-    """A new hashed key; the plaintext is returned once and never stored."""
+    """A new hashed key; the plaintext is returned once and never stored.
+
+    A client's key (``client`` set) or a staff key (``is_staff``, no client), never both: the database
+    refuses the mix (``clientkey_staff_xor_client``); this says so in words first.
+    """
+    if is_staff and client is not None:
+        raise AccountError("a staff key belongs to no client; create it without one")
+    if not is_staff and client is None:
+        raise AccountError("a client key needs its client")
     obj, key = ClientAPIKey.objects.create_key(name=name, client=client, is_staff=is_staff)
     return cast(ClientAPIKey, obj), key
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from reconciliation.api.authentication import Principal
+from reconciliation.api.authentication import APIKeyAuthentication, Principal
 from reconciliation.models import AffiliateAPIKey, ClientAPIKey
+from reconciliation.services.accounts import AccountError, client_key_create
 from tests.api.conftest import World, bearer, submission
 
 pytestmark = pytest.mark.django_db
@@ -109,11 +113,80 @@ def test_affiliate_key_on_client_endpoint_is_wrong_kind(api: APIClient, world: W
     assert _error(response)["code"] == "wrong_key_kind"
 
 
-def test_client_key_with_staff_flag_is_a_client_that_may_run_staff_operations(api: APIClient, world: World) -> None:
-    _, key = ClientAPIKey.objects.create_key(name="client staff", client=world.client, is_staff=True)
-    assert api.get("/api/v1/campaigns/", **bearer(key)).json()["results"][0]["id"] == world.campaign.pk
-    response = api.post("/api/v1/reconciliation/run", {"campaign_id": world.campaign.pk}, format="json", **bearer(key))
+def test_the_database_refuses_a_client_key_with_the_staff_flag(world: World) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ClientAPIKey.objects.create_key(name="client staff", client=world.client, is_staff=True)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ClientAPIKey.objects.create_key(name="nobody's", client=None, is_staff=False)
+
+
+def test_the_key_service_says_why_before_the_database_does(world: World) -> None:
+    with pytest.raises(AccountError, match="staff key belongs to no client"):
+        client_key_create(client=world.client, name="client staff", is_staff=True)
+
+
+def test_the_admin_form_refuses_the_mix_with_a_message(world: World) -> None:
+    key = ClientAPIKey(name="client staff", client=world.client, is_staff=True)
+    with pytest.raises(ValidationError, match="A staff key belongs to no client"):
+        key.full_clean()
+
+
+def test_a_key_that_names_a_client_is_never_staff(world: World) -> None:
+    # A row as an older schema allowed it (the constraint now refuses to store one).
+    row = ClientAPIKey(name="legacy", client=world.client, is_staff=True, prefix="legacy00")
+    principal = APIKeyAuthentication._principal(row)
+    assert (principal.kind, principal.client, principal.is_staff) == ("client", world.client, False)
+
+
+def test_a_client_key_cannot_run_staff_operations_or_read_other_tenants(api: APIClient, world: World) -> None:
+    response = api.post(
+        "/api/v1/reconciliation/run", {"campaign_id": world.campaign.pk}, format="json", **bearer(world.client_key)
+    )
+    assert response.status_code == 403
+    assert api.get(f"/api/v1/campaigns/{world.other_campaign.pk}", **bearer(world.client_key)).status_code == 404
+
+
+def test_the_staff_key_has_no_client_and_may_run(api: APIClient, world: World) -> None:
+    assert ClientAPIKey.objects.get(prefix=world.staff_key.split(".")[0]).client is None
+    response = api.post(
+        "/api/v1/reconciliation/run", {"campaign_id": world.campaign.pk}, format="json", **bearer(world.staff_key)
+    )
     assert response.status_code == 202
+
+
+# --- 401: which header to send ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "Authentication credentials were not provided. Use 'Authorization: Bearer <key>'."),
+        ({"HTTP_AUTHORIZATION": "Token abc.def"}, "Use 'Authorization: Bearer <key>'; got scheme 'Token'."),
+        ({"HTTP_AUTHORIZATION": "Api-Key abc.def"}, "Use 'Authorization: Bearer <key>'; got scheme 'Api-Key'."),
+        ({"HTTP_AUTHORIZATION": "token abc.def"}, "Use 'Authorization: Bearer <key>'; got scheme 'token'."),
+        ({"HTTP_X_API_KEY": "abc.def"}, "Use 'Authorization: Bearer <key>'; got an 'X-API-Key' header."),
+        ({"HTTP_API_KEY": "abc.def"}, "Use 'Authorization: Bearer <key>'; got an 'Api-Key' header."),
+        (
+            {"HTTP_AUTHORIZATION": "abc12345.secretsecret"},
+            "Use 'Authorization: Bearer <key>'; got an Authorization header without the 'Bearer' scheme.",
+        ),
+    ],
+)
+def test_a_401_says_which_header_to_send_and_what_came_instead(
+    api: APIClient, world: World, headers: dict[str, Any], message: str
+) -> None:
+    response = api.get(ME, **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    error = _error(response)
+    assert error == {"code": "not_authenticated", "message": message}
+    assert "secretsecret" not in response.content.decode()  # a bare key is never echoed back
+
+
+def test_a_bearer_header_without_a_key_says_what_to_send(api: APIClient, world: World) -> None:
+    error = _error(api.get(ME, HTTP_AUTHORIZATION="Bearer"))
+    assert error["code"] == "invalid_authorization_header"
+    assert "Authorization: Bearer <key>" in error["message"]
 
 
 def test_staff_session_may_run_and_read_campaigns(api: APIClient, world: World, staff_user) -> None:

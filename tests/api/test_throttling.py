@@ -81,3 +81,86 @@ def test_parse_rate() -> None:
     for bad in ("", "abc", "10/fortnight", "0/minute", "x/minute"):
         with pytest.raises(Exception, match="RATE_LIMIT_SETTINGS"):
             throttling.parse_rate(bad)
+
+
+# --- failed authentications, per client address ------------------------------------------------------
+
+
+@pytest.fixture
+def three_failures_a_minute(settings: Any) -> None:
+    settings.AUTH_FAILURE_RATE = "3/minute"
+
+
+def test_after_n_failed_keys_an_address_gets_429_with_retry_after(
+    api: APIClient, world: World, three_failures_a_minute: None
+) -> None:
+    for n in range(3):
+        assert api.get("/api/v1/affiliates/me", **bearer(f"guess{n}.wrongsecret")).status_code == 401
+    response = api.get("/api/v1/affiliates/me", **bearer("guess3.wrongsecret"))
+    assert response.status_code == 429
+    retry_after = int(response["Retry-After"])
+    assert 1 <= retry_after <= 60
+    error = response.json()["error"]
+    assert error["code"] == "too_many_auth_failures" and error["retry_after"] == retry_after
+    # The right key from that address waits too (or the guesser would learn which guess was right) ...
+    assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 429
+    # ... while another address is not affected.
+    assert api.get("/api/v1/affiliates/me", REMOTE_ADDR="192.0.2.10", **bearer(world.owner_key)).status_code == 200
+
+
+def test_good_keys_and_missing_credentials_do_not_count(
+    api: APIClient, world: World, three_failures_a_minute: None
+) -> None:
+    for _ in range(5):
+        assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 200
+        assert api.get("/api/v1/affiliates/me").status_code == 401
+        assert api.get("/api/v1/affiliates/me", HTTP_AUTHORIZATION="Token abc.def").status_code == 401
+        assert api.get("/api/v1/affiliates/me", HTTP_AUTHORIZATION="Bearer").status_code == 401
+    assert api.get("/api/v1/affiliates/me", **bearer("guess.wrongsecret")).status_code == 401
+
+
+def test_a_forged_x_forwarded_for_does_not_reset_the_count(
+    api: APIClient, world: World, three_failures_a_minute: None
+) -> None:
+    for n in range(3):
+        api.get("/api/v1/affiliates/me", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}", **bearer(f"g{n}.wrongsecret"))
+    response = api.get("/api/v1/affiliates/me", HTTP_X_FORWARDED_FOR="10.0.0.99", **bearer("g.wrongsecret"))
+    assert response.status_code == 429
+
+
+def test_behind_a_proxy_the_address_it_saw_is_counted(api: APIClient, world: World, settings: Any) -> None:
+    settings.AUTH_FAILURE_RATE = "2/minute"
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    for n in range(2):
+        api.get("/api/v1/affiliates/me", HTTP_X_FORWARDED_FOR="198.51.100.1", **bearer(f"g{n}.wrongsecret"))
+    blocked = api.get("/api/v1/affiliates/me", HTTP_X_FORWARDED_FOR="198.51.100.1", **bearer(world.owner_key))
+    other = api.get("/api/v1/affiliates/me", HTTP_X_FORWARDED_FOR="198.51.100.2", **bearer(world.owner_key))
+    assert (blocked.status_code, other.status_code) == (429, 200)
+
+
+def test_failures_leave_the_window_after_the_period(world: World, three_failures_a_minute: None) -> None:
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    request = Request(APIRequestFactory().get("/api/v1/affiliates/me", REMOTE_ADDR="192.0.2.77"))
+    limiter = throttling.FailedAuthThrottle()
+    for offset in (0.0, 10.0, 20.0):
+        limiter.record_failure(request, now=1_000_000.0 + offset)
+    assert limiter.blocked_for(request, now=1_000_030.0) == 30  # until the first failure is a minute old
+    assert limiter.blocked_for(request, now=1_000_060.5) is None
+
+
+def test_failed_authentications_are_allowed_when_redis_is_down(
+    api: APIClient, world: World, three_failures_a_minute: None
+) -> None:
+    with mock.patch.object(throttling, "get_redis", side_effect=RedisConnectionError("down")):
+        for n in range(5):
+            assert api.get("/api/v1/affiliates/me", **bearer(f"g{n}.wrongsecret")).status_code == 401
+
+
+def test_a_request_without_a_client_address_is_counted_not_crashed(
+    api: APIClient, world: World, three_failures_a_minute: None
+) -> None:
+    for n in range(3):
+        assert api.get("/api/v1/affiliates/me", REMOTE_ADDR=None, **bearer(f"g{n}.wrongsecret")).status_code == 401
+    assert api.get("/api/v1/affiliates/me", REMOTE_ADDR=None, **bearer("g.wrongsecret")).status_code == 429

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from reconcile_project.worker_exceptions import MAX_EXCEPTIONS, recent_worker_exceptions, record_worker_exception
+from reconciliation.models import ClientAPIKey
 from reconciliation.services.accounts import client_key_create
 from tests import factories
 from tests.processes import RedisServer, free_port
@@ -26,11 +31,14 @@ def staff_client() -> Client:
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
-def test_anonymous_gets_401_json(path: str, ops_redis: RedisServer) -> None:
+def test_anonymous_gets_the_api_401_envelope(path: str, ops_redis: RedisServer) -> None:
     response = Client().get(path)
     assert response.status_code == 401
     assert response["Content-Type"] == "application/json"
-    assert response.json()["request_id"] == response["X-Request-ID"]
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    body = response.json()
+    assert body["request_id"] == response["X-Request-ID"]
+    assert body["error"]["code"] == "not_authenticated"
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
@@ -38,7 +46,7 @@ def test_a_logged_in_non_staff_user_gets_403(path: str, ops_redis: RedisServer) 
     client = Client()
     client.force_login(get_user_model().objects.create_user("ops-analyst", password="pw-analyst-1"))
     response = client.get(path)
-    assert response.status_code == 403 and response.json()["detail"] == "Staff only."
+    assert response.status_code == 403 and response.json()["error"]["code"] == "staff_only"
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
@@ -46,6 +54,31 @@ def test_a_non_staff_client_key_gets_403_and_a_bad_key_401(path: str, ops_redis:
     _, key = client_key_create(client=factories.client(), name="reader")
     assert Client().get(path, HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 403
     assert Client().get(path, HTTP_AUTHORIZATION="Bearer nope.nope").status_code == 401
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_a_revoked_or_expired_staff_key_is_refused_like_on_the_api(path: str, ops_redis: RedisServer) -> None:
+    revoked, revoked_key = client_key_create(client=None, name="old ops", is_staff=True)
+    ClientAPIKey.objects.filter(pk=revoked.pk).update(revoked=True)
+    expired, expired_key = client_key_create(client=None, name="temp ops", is_staff=True)
+    ClientAPIKey.objects.filter(pk=expired.pk).update(expiry_date=timezone.now() - dt.timedelta(seconds=1))
+    revoked_response = Client().get(path, HTTP_AUTHORIZATION=f"Bearer {revoked_key}")
+    expired_response = Client().get(path, HTTP_AUTHORIZATION=f"Bearer {expired_key}")
+    assert (revoked_response.status_code, revoked_response.json()["error"]["code"]) == (403, "api_key_revoked")
+    assert (expired_response.status_code, expired_response.json()["error"]["code"]) == (403, "api_key_expired")
+
+
+def test_bad_keys_on_debug_endpoints_count_towards_the_failed_authentication_limit(ops_redis: RedisServer) -> None:
+    _, staff_key = client_key_create(client=None, name="ops", is_staff=True)
+    guesser: dict[str, Any] = {"REMOTE_ADDR": "198.51.100.23"}
+    with override_settings(AUTH_FAILURE_RATE="3/minute"):
+        for n in range(3):
+            response = Client().get(ENDPOINTS[n % 2], HTTP_AUTHORIZATION=f"Bearer guess{n}.secret", **guesser)
+            assert response.status_code == 401
+        blocked = Client().get(ENDPOINTS[0], HTTP_AUTHORIZATION=f"Bearer {staff_key}", **guesser)
+        other_address = Client().get(ENDPOINTS[0], HTTP_AUTHORIZATION=f"Bearer {staff_key}")
+    assert blocked.status_code == 429 and int(blocked["Retry-After"]) >= 1
+    assert other_address.status_code == 200
 
 
 def test_staff_session_sees_every_platform_breaker(staff_client: Client, ops_redis: RedisServer) -> None:

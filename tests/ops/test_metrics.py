@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -158,3 +159,44 @@ def test_a_stopped_worker_leaves_the_ratio(ops_redis: RedisServer) -> None:
     assert metrics.worker_utilization()["workers"] == 1
     tracker.stop()
     assert metrics.worker_utilization() == {"workers": 0, "threads": 0, "busy_now": 0, "idle_ratio": None}
+
+
+# --- who may scrape --------------------------------------------------------------------------------
+
+METRICS_TOKEN = "test-metrics-token-abcdef0123"
+ELSEWHERE: dict[str, Any] = {"REMOTE_ADDR": "203.0.113.9"}
+
+
+@pytest.mark.django_db
+def test_metrics_answer_the_token_from_anywhere_and_refuse_anonymous_callers(ops_redis: RedisServer) -> None:
+    with override_settings(METRICS_TOKEN=METRICS_TOKEN):
+        anonymous = Client().get("/metrics", **ELSEWHERE)
+        from_loopback = Client().get("/metrics")
+        wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer not-it", **ELSEWHERE)
+        scraper = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}", **ELSEWHERE)
+    assert (anonymous.status_code, from_loopback.status_code, wrong.status_code) == (401, 401, 401)
+    assert anonymous["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+    assert scraper.status_code == 200 and scraper["Content-Type"].startswith("text/plain")
+    assert b"http_requests_total" in scraper.content
+
+
+@pytest.mark.django_db
+def test_metrics_answer_staff_but_not_a_client_key(ops_redis: RedisServer) -> None:
+    from reconciliation.services.accounts import client_key_create
+    from tests import factories
+
+    _, staff_key = client_key_create(client=None, name="ops", is_staff=True)
+    _, client_key = client_key_create(client=factories.client(), name="reader")
+    with override_settings(METRICS_TOKEN=METRICS_TOKEN):
+        assert Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {staff_key}", **ELSEWHERE).status_code == 200
+        assert Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {client_key}", **ELSEWHERE).status_code == 403
+
+
+@pytest.mark.django_db
+def test_without_a_token_metrics_are_for_loopback_only_and_never_in_production(ops_redis: RedisServer) -> None:
+    with override_settings(METRICS_TOKEN=""):
+        assert Client().get("/metrics").status_code == 200
+        assert Client().get("/metrics", **ELSEWHERE).status_code == 401
+        with override_settings(PRODUCTION=True):
+            assert Client().get("/metrics").status_code == 401

@@ -88,7 +88,7 @@ def test_the_seed_runbook_greps_still_work_on_the_log_file() -> None:
         'grep "Performance: platform_fetch"',
         'grep "circuit_"',
         'grep "<request-id>"',
-        "curl -s http://127.0.0.1:8000/health/detailed",
+        'curl -s -H "Authorization: Bearer <staff-key>" http://127.0.0.1:8000/health/detailed',
         'curl -s -H "Authorization: Bearer <staff-key>" http://127.0.0.1:8000/debug/circuit-breakers',
     ):
         assert grep in commands, grep
