@@ -83,7 +83,10 @@ _ERRORS: dict[int, tuple[str, str, dict[str, Any]]] = {
     401: (
         "Not authenticated",
         "No `Authorization: Bearer <key>` header, or the key is unknown. Carries `WWW-Authenticate: Bearer`.",
-        {"code": "not_authenticated", "message": "Authentication credentials were not provided. Use 'Authorization: Bearer <key>'."},
+        {
+            "code": "not_authenticated",
+            "message": "Authentication credentials were not provided. Use 'Authorization: Bearer <key>'.",
+        },
     ),
     403: (
         "Forbidden",
