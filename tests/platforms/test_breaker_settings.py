@@ -13,7 +13,7 @@ from reconcile_project.config import BackoffPolicy, CircuitBreakerSettings
 
 def test_defaults_cap_calls_in_flight_and_count_slow_calls() -> None:
     defaults = CircuitBreakerSettings.model_validate({})
-    assert (defaults.max_in_flight, defaults.in_flight_lease_seconds, defaults.slow_call_seconds) == (8, 60, 8.0)
+    assert (defaults.max_in_flight, defaults.in_flight_lease_seconds, defaults.slow_call_seconds) == (16, 60, 8.0)
 
 
 @pytest.mark.parametrize(
