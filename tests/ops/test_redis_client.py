@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
@@ -15,7 +16,12 @@ from reconcile_project import redis as app_redis
 def test_threads_asking_at_once_share_one_client_and_none_is_closed_under_another(monkeypatch) -> None:
     # Building a client takes a while on a busy machine (the GIL passes to the other threads meanwhile).
     build = redis.Redis.from_url
-    monkeypatch.setattr(redis.Redis, "from_url", lambda *a, **kw: (time.sleep(0.01), build(*a, **kw))[1])
+
+    def slow_build(*args: Any, **kwargs: Any) -> redis.Redis:
+        time.sleep(0.01)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "from_url", slow_build)
     # A URL nobody has asked for yet, as in a fresh process (the suite's own client is left alone).
     url = f"redis://127.0.0.1:6379/13?client_name=first-use-{uuid.uuid4().hex}"
     start = threading.Barrier(32)
