@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import redis
 
