@@ -67,6 +67,17 @@ def test_staff_key_downloads_the_archive(api: APIClient, world: World, caplog: p
     assert record.counts["claims"] == 1  # type: ignore[attr-defined]
 
 
+def test_the_zip_is_not_gzipped_again_and_keeps_its_length(api: APIClient, world: World) -> None:
+    response: Any = api.get(url(world.owner.pk), HTTP_ACCEPT_ENCODING="gzip, deflate", **bearer(world.staff_key))
+    assert response.status_code == 200 and not response.has_header("Content-Encoding")
+    body = b"".join(response.streaming_content)
+    assert int(response["Content-Length"]) == len(body)
+    assert zipfile.ZipFile(io.BytesIO(body)).testzip() is None
+    # JSON answers are still compressed.
+    listed = api.get("/api/v1/campaigns/", HTTP_ACCEPT_ENCODING="gzip", **bearer(world.staff_key))
+    assert listed["Content-Encoding"] == "gzip"
+
+
 def test_an_admin_session_of_a_staff_user_may_export(api: APIClient, world: World, staff_user: Any) -> None:
     api.force_login(staff_user)
     response = api.get(url(world.owner.pk))
