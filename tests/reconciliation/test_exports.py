@@ -364,6 +364,8 @@ def test_command_refuses_an_unknown_or_ambiguous_affiliate(tmp_path: Path) -> No
     factories.affiliate(name="Twin")
     with pytest.raises(CommandError, match="No affiliate with id, e-mail or name 'nobody@example.com'"):
         run_command("nobody@example.com", "--output", str(tmp_path / "x.zip"))
+    with pytest.raises(CommandError, match="No affiliate with id, e-mail or name '99999999999999999999'"):
+        run_command("99999999999999999999", "--output", str(tmp_path / "x.zip"))
     with pytest.raises(CommandError, match="More than one affiliate is named 'Twin'"):
         run_command("Twin", "--output", str(tmp_path / "x.zip"))
     assert not list(tmp_path.iterdir())

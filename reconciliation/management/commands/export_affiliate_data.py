@@ -18,12 +18,15 @@ from django.utils import timezone
 from reconciliation.models import Affiliate
 from reconciliation.services.exports import affiliate_export
 
+#: The largest primary key PostgreSQL's bigint holds.
+MAX_ID = 2**63 - 1
+
 
 def find_affiliate(ref: str) -> Affiliate:
     """An affiliate by id, e-mail (case-insensitive, unique) or exact name (if only one has it)."""
     ref = ref.strip()
-    if ref.isdigit():
-        found = Affiliate.objects.filter(pk=int(ref)).first() if len(ref) <= 18 else None
+    if ref.isdigit() and int(ref) <= MAX_ID:  # past bigint no row can match (and the query would overflow)
+        found = Affiliate.objects.filter(pk=int(ref)).first()
         if found is not None:
             return found
     by_email = Affiliate.objects.filter(email__iexact=ref).first()
