@@ -36,7 +36,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any, BinaryIO
@@ -384,7 +384,6 @@ def affiliate_export(
     now: dt.datetime,
     actor: str = "",
     progress: Progress | None = None,
-    tables: Iterable[Table] = TABLES,
 ) -> ExportResult:
     """Write the compliance archive of ``affiliate`` to ``out`` (seekable or not) and log the audit line.
 
@@ -393,7 +392,7 @@ def affiliate_export(
     """
     files: list[ExportedFile] = []
     with _one_snapshot(), zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for table in tables:
+        for table in TABLES:
             csv_file, json_file = _write_table(archive, table, affiliate)
             files += [csv_file, json_file]
             if progress is not None:
