@@ -16,7 +16,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.middleware import gzip
 
 from reconcile_project.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS_TOTAL
 from reconcile_project.observability import REQUEST_ID_HEADER, bind_request_id, clean_request_id
@@ -88,3 +89,18 @@ class RequestContextMiddleware:
                     },
                 )
         return response
+
+
+class GZipMiddleware(gzip.GZipMiddleware):
+    """Django's, except for bodies that are compressed already (the compliance export's ZIP).
+
+    Gzip would only cost CPU there, drop the ``Content-Length`` a download's progress needs, and a client
+    that sends ``Accept-Encoding: gzip`` without decoding would save a gzip of the archive, not the archive.
+    """
+
+    COMPRESSED_TYPES = frozenset({"application/zip"})
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if response.get("Content-Type", "").partition(";")[0].strip() in self.COMPRESSED_TYPES:
+            return response
+        return super().process_response(request, response)

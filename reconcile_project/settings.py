@@ -105,7 +105,7 @@ MIDDLEWARE = [
     "reconcile_project.middleware.RequestContextMiddleware",
     # Serves the admin's static files from gunicorn (collectstatic output), compressed and cache-busted.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.middleware.gzip.GZipMiddleware",
+    "reconcile_project.middleware.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
