@@ -1,4 +1,8 @@
-"""Chat identities in the admin: link a chat account to an affiliate by hand, or unlink it."""
+"""Chat identities in the admin: link a chat account to an affiliate by hand, or unlink it.
+
+Link codes are not shown: they are issued through the API and spent in chat, and an identity records
+how it was linked (``linked_via``) and when.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
-from chat.models import ChatIdentity, ChatLinkCode
+from chat.models import ChatIdentity
 
 
 @admin.register(ChatIdentity)
@@ -22,19 +26,3 @@ class ChatIdentityAdmin(admin.ModelAdmin):
             obj.linked_via = ChatIdentity.LinkedVia.ADMIN
             obj.linked_at = timezone.now()
         super().save_model(request, obj, form, change)
-
-
-@admin.register(ChatLinkCode)
-class ChatLinkCodeAdmin(admin.ModelAdmin):
-    """Read-only: codes are issued through the API and spent in chat; the hash is never shown."""
-
-    list_display = ("affiliate", "created_at", "expires_at", "used_at", "used_by")
-    search_fields = ("affiliate__name", "affiliate__email")
-    fields = ("affiliate", "created_at", "expires_at", "used_at", "used_by")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

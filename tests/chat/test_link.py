@@ -207,15 +207,6 @@ def test_a_discord_identity_cannot_have_a_team(world: World) -> None:
         )
 
 
-def test_link_codes_are_not_editable_in_the_admin(client: Client, staff_user: Any, world: World) -> None:
-    staff_user.is_superuser = True
-    staff_user.save()
-    client.force_login(staff_user)
-    services.link_code_issue(affiliate=world.owner, now=timezone.now())
-    assert client.get("/admin/chat/chatlinkcode/").status_code == 200
-    assert client.get("/admin/chat/chatlinkcode/add/").status_code == 403
-
-
 def test_another_affiliates_campaign_listing_is_never_offered(world: World) -> None:
     # Without a campaign, candidates come only from campaigns this affiliate has posted to.
     factories.post(affiliate=world.other, campaign=world.campaign, platform_post_id="theirs")
