@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import cast
+
+from django.conf import settings
+from rest_framework.request import Request
 
 from chat import parsing, selectors, services
 from chat.models import ChatIdentity, Provider
 from reconciliation import rules
+from reconciliation.api.throttling import KeyedRateThrottle
 from reconciliation.services.submissions import MAX_CLAIM, SubmissionRejected
 
 logger = logging.getLogger("chat.commands")
@@ -114,7 +121,32 @@ def _link(code: str, ctx: Context) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _ChatCaller:
+    """The chat account as the API's rate limiter sees a caller: its own allowance, like an API key."""
+
+    identity_id: int
+    is_authenticated = True
+
+    @property
+    def pk(self) -> str:
+        return f"chat-identity:{self.identity_id}"
+
+
+def _claims_wait(identity: ChatIdentity) -> float | None:
+    """Seconds until this chat account may claim again (RATE_LIMIT_SETTINGS.submission), or None."""
+    throttle = KeyedRateThrottle("submission")
+    caller = cast(Request, SimpleNamespace(user=_ChatCaller(identity.pk)))
+    return None if throttle.allow_request(caller, None) else throttle.wait()
+
+
 def _claim(identity: ChatIdentity, options: Mapping[str, str], ctx: Context) -> str:
+    wait = _claims_wait(identity)
+    if wait is not None:
+        return (
+            f"Nothing was recorded: too many claims (at most {settings.RATE_LIMIT_SETTINGS.submission}); "
+            f"try again in {math.ceil(wait / 60)} minutes."
+        )
     args = parsing.claim_args(
         url=options.get("url"),
         views=options.get("views"),

@@ -31,6 +31,18 @@ def public_hex(key: Ed25519PrivateKey) -> str:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
+@pytest.fixture(autouse=True)
+def no_claim_allowance_carried_over() -> None:
+    """Chat accounts are rate-limited per identity id, and ids repeat across runs: start each test afresh."""
+    from reconcile_project.redis import get_redis
+    from reconciliation.api.throttling import KEY_PREFIX
+
+    client = get_redis()
+    keys = list(client.scan_iter(match=f"{KEY_PREFIX}:submission:*", count=500))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture
 def discord_key(settings: Any) -> Ed25519PrivateKey:
     """The application's key pair; the server is configured with its public half."""

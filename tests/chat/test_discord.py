@@ -357,3 +357,10 @@ def test_the_registered_commands_file_matches_what_the_endpoint_reads(
     payload["data"]["options"] = options
     content_of(discord_post(client, discord_key, payload))
     assert AffiliateReport.objects.get().post.campaign == campaign
+
+
+def test_a_body_over_the_size_cap_is_a_413(client: Client, discord_key: Ed25519PrivateKey, settings: Any) -> None:
+    payload = {"type": 1, "id": "1", "application_id": "2", "padding": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE}
+    response = discord_post(client, discord_key, payload)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"

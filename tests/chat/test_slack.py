@@ -128,3 +128,27 @@ def test_the_reply_escapes_what_slack_reads_as_markup(client: Client, slack_secr
 
 def test_help_for_an_empty_umbrella_command(client: Client, slack_secret: str, linked: Linked) -> None:
     assert slack_text(slack_post(client, slack_secret, "/affiliates", "")).startswith("Commands:")
+
+
+def test_claims_share_the_submission_rate_limit_per_chat_account(
+    client: Client, slack_secret: str, linked: Linked, settings: Any
+) -> None:
+    from reconcile_project.config import RateLimitSettings
+
+    settings.RATE_LIMIT_SETTINGS = RateLimitSettings.model_validate({"submission": "2/hour"})
+    campaign = factories.campaign(platforms=("youtube",))
+    for views in ("1k", "2k"):
+        slack_text(slack_post(client, slack_secret, "/claim", f"{URL} {views} 10 1 {campaign.pk}"))
+    text = slack_text(slack_post(client, slack_secret, "/claim", f"{URL} 3k 10 1 {campaign.pk}"))
+    assert text == "Nothing was recorded: too many claims (at most 2/hour); try again in 60 minutes."
+    assert AffiliateReport.objects.count() == 2
+    # Another chat account has its own allowance; /status is not a claim.
+    other = factories.affiliate()
+    from tests.chat.conftest import link
+
+    link(other, "slack", "U0OTHER", SLACK_TEAM)
+    slack_text(slack_post(client, slack_secret, "/claim", f"{URL} 3k 10 1 {campaign.pk}", user_id="U0OTHER"))
+    assert AffiliateReport.objects.count() == 3
+    report = AffiliateReport.objects.order_by("pk").first()
+    assert report is not None
+    assert slack_text(slack_post(client, slack_secret, "/status", str(report.pk))).startswith("Report")
