@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "reconciliation",
     "platforms",
     "alerts",
+    "chat",
 ]
 
 MIDDLEWARE = [
@@ -366,6 +367,14 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 # /health/detailed pings the workers (up to 1 s); concurrent and repeated calls share one ping this long.
 HEALTH_WORKER_PING_CACHE_SECONDS = env_float("HEALTH_WORKER_PING_CACHE_SECONDS", 5.0)
+
+# --- Chat ingestion (README "Chat submissions"): each endpoint answers 503 while its variable is unset -----
+#: The Discord application's public key (hex), verifying the interactions endpoint's Ed25519 signatures.
+DISCORD_PUBLIC_KEY = env_str("DISCORD_PUBLIC_KEY").strip()
+#: Optional: interactions for another application id are refused.
+DISCORD_APPLICATION_ID = env_str("DISCORD_APPLICATION_ID").strip()
+#: The Slack app's signing secret, verifying the slash commands' HMAC signatures.
+SLACK_SIGNING_SECRET = env_str("SLACK_SIGNING_SECRET")
 
 # --- Platforms ------------------------------------------------------------------------------------
 PLATFORM_SLUGS = ("reddit", "instagram", "tiktok", "youtube", "x", "meta")

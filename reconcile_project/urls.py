@@ -17,6 +17,8 @@ urlpatterns = [
     # Any other /api/ path is the envelope's 404 for every method. Because it resolves, APPEND_SLASH
     # never answers an API path with a redirect (a client follows a 301 as a GET and drops the body).
     re_path(r"^api(?:/|$)", api_not_found),
+    # The chat platforms' request URLs (README "Chat submissions"): signed by Discord or Slack, not API keys.
+    path("chat/", include("chat.urls")),
     # Operations (docs/RUNBOOK.md): probes, Prometheus, staff-only debugging.
     path("health", health.health, name="health"),
     path("health/detailed", health.health_detailed, name="health-detailed"),

@@ -13,6 +13,7 @@ from typing import Any
 from django.urls import URLPattern, path, register_converter
 from rest_framework.views import APIView
 
+from chat.api import ChatLinkCodeView
 from reconciliation.api import (
     exports,
     schema,  # noqa: F401  (registers the Bearer security scheme)
@@ -51,6 +52,7 @@ urlpatterns = [
     *either_slash("submissions/<api_id:post_id>/metrics", views.SubmissionMetricsView, "submission-metrics"),
     *either_slash("reports/<api_id:report_id>", views.ReportDetailView, "report-detail"),
     *either_slash("affiliates/me", views.AffiliateMeView, "affiliate-me"),
+    *either_slash("affiliates/me/chat-link-code", ChatLinkCodeView, "affiliate-chat-link-code"),
     *either_slash("affiliates/<api_id:affiliate_id>/export", exports.AffiliateExportView, "affiliate-export"),
     *either_slash("campaigns/", views.CampaignListView, "campaigns"),
     *either_slash("campaigns/<api_id:campaign_id>", views.CampaignDetailView, "campaign-detail"),

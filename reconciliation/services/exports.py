@@ -45,6 +45,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from alerts.models import Alert
+from chat.models import ChatIdentity, ChatLinkCode
 from reconcile_project.observability import log_business_event
 from reconciliation.models import (
     Affiliate,
@@ -231,6 +232,18 @@ TABLES: tuple[Table, ...] = (
             "acknowledged_by__username": "acknowledged_by",
             "resolved_by__username": "resolved_by",
         },
+    ),
+    Table(
+        "chat_identities",
+        ("id", "provider", "team_id", "external_user_id", "linked_via", "linked_at"),
+        lambda a: ChatIdentity.objects.filter(affiliate=a).order_by("id"),
+    ),
+    Table(
+        # The codes themselves are stored hashed and are not exported; when each was issued and used is.
+        "chat_link_codes",
+        ("id", "created_at", "expires_at", "used_at", "used_by_id"),
+        lambda a: ChatLinkCode.objects.filter(affiliate=a).order_by("id"),
+        headers={"used_by_id": "used_by_chat_identity"},
     ),
     Table(
         "idempotency_keys",

@@ -11,9 +11,11 @@ from django.contrib.auth.models import Group, Permission
 from django.db import models
 from django.test import Client as WebClient
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework_api_key.models import APIKey
 
 from alerts.models import Alert
+from chat.models import ChatIdentity
 from reconciliation.models import (
     Affiliate,
     AffiliateAPIKey,
@@ -56,6 +58,12 @@ def trail(superuser: Any) -> dict[str, Any]:
     AffiliateAPIKey.objects.create_key(name="affiliate key", affiliate=report.post.affiliate)
     APIKey.objects.create_key(name="plain key")
     Group.objects.create(name="analysts")
+    ChatIdentity.objects.create(
+        provider="discord",
+        external_user_id="80351110224678912",
+        affiliate=report.post.affiliate,
+        linked_at=timezone.now(),
+    )
     return {
         "report": report,
         "affiliate": report.post.affiliate,

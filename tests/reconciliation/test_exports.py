@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from alerts.services import alert_acknowledge, alert_resolve
+from chat.models import ChatIdentity, ChatLinkCode, Provider
 from platforms.adapters.base import PlatformMetrics
 from platforms.fetcher import FetchOutcome
 from reconciliation.models import (
@@ -108,6 +109,14 @@ def full_trail(tag: str, analyst: Any) -> Trail:
         completed=True,
         created_at=NOW,
     )
+    identity = ChatIdentity.objects.create(
+        provider=Provider.SLACK, team_id=f"T-{tag}", external_user_id=f"U-{tag}", affiliate=affiliate,
+        linked_via=ChatIdentity.LinkedVia.LINK_CODE, linked_at=NOW,
+    )  # fmt: skip
+    ChatLinkCode.objects.create(
+        affiliate=affiliate, code_hash=hashlib.sha256(tag.encode()).hexdigest(), created_at=NOW,
+        expires_at=NOW + dt.timedelta(minutes=15), used_at=NOW, used_by=identity,
+    )  # fmt: skip
     return Trail(affiliate=affiliate, keys=keys, tag=tag)
 
 
@@ -156,6 +165,8 @@ def expected_ids(affiliate: Affiliate) -> dict[str, set[str]]:
         "trust_events": ids(TrustEvent.objects.filter(affiliate=affiliate)),
         "alerts": ids(Alert.objects.filter(affiliate=affiliate))
         | ids(Alert.objects.filter(report__post__affiliate=affiliate)),
+        "chat_identities": ids(ChatIdentity.objects.filter(affiliate=affiliate)),
+        "chat_link_codes": ids(ChatLinkCode.objects.filter(affiliate=affiliate)),
         "idempotency_keys": {f"{affiliate.email.split('@')[0]}-idempotency"},
     }
 
