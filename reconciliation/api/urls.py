@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from reconciliation.api import (
     schema,  # noqa: F401  (registers the Bearer security scheme)
+    statements,
     views,
 )
 
@@ -53,5 +54,6 @@ urlpatterns = [
     *either_slash("campaigns/", views.CampaignListView, "campaigns"),
     *either_slash("campaigns/<api_id:campaign_id>", views.CampaignDetailView, "campaign-detail"),
     *either_slash("campaigns/<api_id:campaign_id>/reports/", views.CampaignReportsView, "campaign-reports"),
+    *either_slash("campaigns/<api_id:campaign_id>/statement", statements.CampaignStatementView, "campaign-statement"),
     *either_slash("reconciliation/run", views.ReconciliationRunView, "reconciliation-run"),
 ]
