@@ -7,8 +7,9 @@ Reads only (a selector module beside ``selectors.py``). What is summed where:
   PlatformReport snapshot of the latest attempt whose status is the log's current, conclusive status
   (the attempt that produced it; a re-check that changed the verdict moves it). A claim without a
   conclusive status (pending, missing, incomplete) counts as claimed but not verified.
-- Aggregates (per affiliate and platform, per day) are computed by PostgreSQL; only their rows reach
-  Python. The per-claim lines are read with a server-side cursor, a chunk at a time.
+- Aggregates (per affiliate and platform, per day) are computed by PostgreSQL, claims and verdict
+  snapshots in two grouped queries merged by key; only their rows reach Python. The per-claim lines are
+  read with a server-side cursor, a chunk at a time.
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
 from alerts.models import Alert
 from reconcile_project.config import TrustScoring
 from reconciliation import rules
-from reconciliation.models import AffiliateReport, Campaign, PlatformReport, ReconciliationStatus, TrustEvent
+from reconciliation.models import (
+    AffiliateReport,
+    Campaign,
+    PlatformReport,
+    ReconciliationAttempt,
+    ReconciliationStatus,
+    TrustEvent,
+)
 
 METRICS = rules.METRICS
 STATUSES: tuple[str, ...] = tuple(ReconciliationStatus.values)
@@ -67,15 +75,39 @@ def claims_in_period(*, campaign: Campaign, period: Period) -> QuerySet[Affiliat
     )
 
 
-def _sums() -> dict[str, Any]:
-    zero = Value(0)
-    out: dict[str, Any] = {
-        "claims": Count("id"),
-        "verified_claims": Count("id", filter=Q(verified_id__isnull=False)),
-    }
+def verdict_snapshots(*, campaign: Campaign, period: Period) -> QuerySet[PlatformReport]:
+    """The verdict snapshot of each verified claim of the period (at most one per claim).
+
+    The same rule as ``claims_in_period``'s ``verified_id``, written as joins and one anti-join (no later
+    attempt with the same status and a snapshot) so that PostgreSQL aggregates a million claims with hash
+    joins instead of a correlated subquery per claim and per sum.
+    """
+    later = ReconciliationAttempt.objects.filter(
+        report_id=OuterRef("attempt__report_id"),
+        status=OuterRef("attempt__status"),
+        number__gt=OuterRef("attempt__number"),
+        platform_report__isnull=False,
+    )
+    return PlatformReport.objects.filter(
+        attempt__report__post__campaign=campaign,
+        attempt__report__submitted_at__gte=period.start,
+        attempt__report__submitted_at__lt=period.end,
+        attempt__status__in=CONCLUSIVE,
+        attempt__status=F("attempt__report__log__status"),
+    ).filter(~Exists(later))
+
+
+def _claimed_sums() -> dict[str, Any]:
+    out: dict[str, Any] = {"claims": Count("id")}
     for m in METRICS:
-        out[f"claimed_{m}"] = Coalesce(Sum(f"claimed_{m}"), zero)
-        out[f"verified_{m}"] = Coalesce(Sum(Coalesce(f"verified_{m}", zero)), zero)
+        out[f"claimed_{m}"] = Coalesce(Sum(f"claimed_{m}"), Value(0))
+    return out
+
+
+def _verified_sums() -> dict[str, Any]:
+    out: dict[str, Any] = {"verified_claims": Count("id")}
+    for m in METRICS:
+        out[f"verified_{m}"] = Coalesce(Sum(m), Value(0))
     return out
 
 
@@ -87,6 +119,9 @@ def _status_counts() -> dict[str, Any]:
             condition |= Q(log__isnull=True)  # no log row yet: PENDING, as the API shows it
         out[f"status_{s}"] = Count("id", filter=condition)
     return out
+
+
+_NOT_VERIFIED: dict[str, int] = {"verified_claims": 0, **{f"verified_{m}": 0 for m in METRICS}}
 
 
 @dataclass
@@ -145,12 +180,26 @@ def _open_alerts(campaign: Campaign, period: Period) -> dict[tuple[int, str], in
 
 def campaign_statement(*, campaign: Campaign, period: Period) -> Statement:
     """Per affiliate and platform rows, their total, and a daily series (days in the active time zone)."""
-    claims = claims_in_period(campaign=campaign, period=period)
+    claims = AffiliateReport.objects.filter(
+        post__campaign=campaign, submitted_at__gte=period.start, submitted_at__lt=period.end
+    )
+    snapshots = verdict_snapshots(campaign=campaign, period=period)
     grouped = (
         claims.values("post__affiliate_id", "post__affiliate__name", "post__platform__slug")
-        .annotate(**_sums(), **_status_counts())
+        .annotate(**_claimed_sums(), **_status_counts())
         .order_by("post__affiliate__name", "post__affiliate_id", "post__platform__slug")
     )
+    verified_by_row = {
+        (v.pop("attempt__report__post__affiliate_id"), v.pop("attempt__report__post__platform__slug")): v
+        for v in cast(
+            list[dict[str, Any]],
+            list(
+                snapshots.values("attempt__report__post__affiliate_id", "attempt__report__post__platform__slug")
+                .annotate(**_verified_sums())
+                .order_by()
+            ),
+        )
+    }
     raw = cast(list[dict[str, Any]], list(grouped))  # django-stubs types only the grouped keys
     initial = rules.initial_score(cast(TrustScoring, settings.TRUST_SCORING))
     trust = _trust_at(sorted({r["post__affiliate_id"] for r in raw}), period.end)
@@ -161,14 +210,15 @@ def campaign_statement(*, campaign: Campaign, period: Period) -> Statement:
             affiliate_name=r["post__affiliate__name"],
             platform=r["post__platform__slug"],
             claims=r["claims"],
-            verified_claims=r["verified_claims"],
+            verified_claims=verified_by_row.get(key, _NOT_VERIFIED)["verified_claims"],
             claimed={m: r[f"claimed_{m}"] for m in METRICS},
-            verified={m: r[f"verified_{m}"] for m in METRICS},
+            verified={m: verified_by_row.get(key, _NOT_VERIFIED)[f"verified_{m}"] for m in METRICS},
             statuses={s: r[f"status_{s}"] for s in STATUSES},
             trust_at_period_end=trust.get(r["post__affiliate_id"], initial),
             open_alerts=alerts.get((r["post__affiliate_id"], r["post__platform__slug"]), 0),
         )
         for r in raw
+        for key in [(r["post__affiliate_id"], r["post__platform__slug"])]
     ]
     n_claims = sum(r.claims for r in rows)
     n_verified = sum(r.verified_claims for r in rows)
@@ -181,16 +231,30 @@ def campaign_statement(*, campaign: Campaign, period: Period) -> Statement:
         "statuses": {s: sum(r.statuses[s] for r in rows) for s in STATUSES},
         "open_alerts": sum(r.open_alerts for r in rows),
     }
-    daily_rows = claims.annotate(day=TruncDate("submitted_at")).values("day").annotate(**_sums()).order_by("day")
+    claimed_daily = (
+        claims.annotate(day=TruncDate("submitted_at")).values("day").annotate(**_claimed_sums()).order_by("day")
+    )
+    verified_daily = {
+        v.pop("day"): v
+        for v in cast(
+            list[dict[str, Any]],
+            list(
+                snapshots.annotate(day=TruncDate("attempt__report__submitted_at"))
+                .values("day")
+                .annotate(**_verified_sums())
+                .order_by()
+            ),
+        )
+    }
     daily = [
         {
             "date": d["day"],
             "claims": d["claims"],
-            "verified_claims": d["verified_claims"],
+            "verified_claims": verified_daily.get(d["day"], _NOT_VERIFIED)["verified_claims"],
             "claimed": {m: d[f"claimed_{m}"] for m in METRICS},
-            "verified": {m: d[f"verified_{m}"] for m in METRICS},
+            "verified": {m: verified_daily.get(d["day"], _NOT_VERIFIED)[f"verified_{m}"] for m in METRICS},
         }
-        for d in cast(list[dict[str, Any]], list(daily_rows))
+        for d in cast(list[dict[str, Any]], list(claimed_daily))
     ]
     return Statement(campaign=campaign, period=period, rows=rows, total=total, daily=daily)
 
@@ -244,5 +308,6 @@ __all__ = [
     "StatementRow",
     "campaign_statement",
     "claims_in_period",
+    "verdict_snapshots",
     "statement_claims",
 ]

@@ -20,7 +20,7 @@ from platforms.adapters.base import PlatformMetrics
 from platforms.fetcher import FetchOutcome
 from reconciliation.models import Affiliate, AffiliateReport, Campaign, ReconciliationLog
 from reconciliation.services.attempts import AttemptResult, attempt_run
-from reconciliation.statements import Period, campaign_statement, statement_claims
+from reconciliation.statements import Period, campaign_statement, claims_in_period, statement_claims, verdict_snapshots
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -256,3 +256,12 @@ def test_claim_lines_carry_each_claims_verdict_numbers_oldest_first() -> None:
     assert by_id[fx.reports["a_missing"].pk][6:] == ("MISSING_PLATFORM_DATA", False, 300, 30, 3, None, None, None)
     assert by_id[fx.reports["a_pending"].pk][6:] == ("PENDING", False, 400, 40, 4, None, None, None)
     assert by_id[fx.reports["a_pending"].pk][4] == "youtube"
+
+
+def test_the_verdict_rule_as_subqueries_and_as_joins_agree() -> None:
+    fx = build()
+    period = fx.period()
+    per_claim = dict(claims_in_period(campaign=fx.campaign, period=period).values_list("id", "verified_id"))  # type: ignore[misc]
+    joined = dict(verdict_snapshots(campaign=fx.campaign, period=period).values_list("attempt__report_id", "id"))
+    assert {claim: snap for claim, snap in per_claim.items() if snap is not None} == joined
+    assert len(joined) == 3
