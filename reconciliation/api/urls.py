@@ -17,6 +17,7 @@ from chat.api import ChatLinkCodeView
 from reconciliation.api import (
     exports,
     schema,  # noqa: F401  (registers the Bearer security scheme)
+    statements,
     views,
 )
 
@@ -57,5 +58,6 @@ urlpatterns = [
     *either_slash("campaigns/", views.CampaignListView, "campaigns"),
     *either_slash("campaigns/<api_id:campaign_id>", views.CampaignDetailView, "campaign-detail"),
     *either_slash("campaigns/<api_id:campaign_id>/reports/", views.CampaignReportsView, "campaign-reports"),
+    *either_slash("campaigns/<api_id:campaign_id>/statement", statements.CampaignStatementView, "campaign-statement"),
     *either_slash("reconciliation/run", views.ReconciliationRunView, "reconciliation-run"),
 ]
