@@ -14,6 +14,7 @@ from django.urls import URLPattern, path, register_converter
 from rest_framework.views import APIView
 
 from reconciliation.api import (
+    bulk,
     schema,  # noqa: F401  (registers the Bearer security scheme)
     views,
 )
@@ -47,6 +48,7 @@ app_name = "api"
 
 urlpatterns = [
     *either_slash("submissions/", views.SubmissionsView, "submissions"),
+    *either_slash("submissions/bulk", bulk.BulkSubmissionsView, "submissions-bulk"),
     *either_slash("submissions/<api_id:post_id>/metrics", views.SubmissionMetricsView, "submission-metrics"),
     *either_slash("reports/<api_id:report_id>", views.ReportDetailView, "report-detail"),
     *either_slash("affiliates/me", views.AffiliateMeView, "affiliate-me"),
