@@ -151,10 +151,17 @@ def claims_import(
     dispatch: bool | None = None,
     request_id: str = "",
     progress: Callable[[int], None] | None = None,
+    on_parsed: Callable[[int], None] | None = None,
 ) -> BulkResult:
     """Import a file's claims for ``affiliate``; ``staff`` callers may name another in an ``affiliate_id``
-    column (which then wins over ``affiliate``). Rejected rows are listed, in line order."""
+    column (which then wins over ``affiliate``). Rejected rows are listed, in line order.
+
+    ``on_parsed(rows)`` is called once the file is read, then ``progress(n)`` as rows are done (a
+    progress bar). ``dispatch``: see :func:`~reconciliation.services.submissions.reports_submit_batch`.
+    """
     parsed = file_parse(data, fmt, max_bytes=max_bytes, max_rows=max_rows)
+    if on_parsed is not None:
+        on_parsed(len(parsed.rows) + len(parsed.rejected))
     result = BulkResult(rows=len(parsed.rows) + len(parsed.rejected), dry_run=dry_run)
     result.rejected.extend(parsed.rejected)
     if progress is not None and parsed.rejected:
