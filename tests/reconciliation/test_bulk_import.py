@@ -304,3 +304,40 @@ def test_admin_upload_page_is_for_staff_only(campaign: Campaign, affiliate: Affi
     )
     assert response.status_code == 302 and "/login/" in response["Location"]
     assert not AffiliateReport.objects.exists()
+
+
+def test_an_imported_claims_outbox_row_is_the_one_a_single_submission_writes(
+    campaign: Campaign, affiliate: Affiliate
+) -> None:
+    from reconciliation.services.sweeper import due_logs
+
+    now = timezone.now()
+    single = submissions.report_submit(
+        affiliate=affiliate,
+        campaign_id=campaign.pk,
+        platform="reddit",
+        post_url=reddit("single"),
+        claims=rules.Claim(views=10, clicks=1, conversions=0),
+        now=now,
+    )
+    imported = reports_submit_batch(affiliate=affiliate, rows=[row(campaign, 1)], now=now, dispatch=False)
+    skip = {"id", "report", "updated_at"}
+    columns = [f.attname for f in ReconciliationLog._meta.concrete_fields if f.name not in skip]
+    expected = ReconciliationLog.objects.filter(report=single.report).values(*columns).get()
+    got = ReconciliationLog.objects.filter(report_id=imported.report_ids[0]).values(*columns, "updated_at").get()
+    assert got.pop("updated_at") is not None
+    assert got == expected
+    assert set(due_logs(now).values_list("report_id", flat=True)) == {single.report.pk, imported.report_ids[0]}
+
+
+def test_a_low_trust_affiliates_import_goes_to_the_priority_queue(
+    campaign: Campaign, django_capture_on_commit_callbacks: Any
+) -> None:
+    from reconciliation.services import dispatch
+
+    low = factories.affiliate(trust_score="0.3000")
+    with mock.patch.object(dispatch, "send_reconcile", return_value=True) as sent:
+        with django_capture_on_commit_callbacks(execute=True):
+            result = reports_submit_batch(affiliate=low, rows=[row(campaign, 1)], now=timezone.now())
+    assert result.dispatched
+    sent.assert_called_once_with(result.report_ids[0], priority=True, request_id=None)
