@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -644,27 +645,7 @@ def _import_batch(
     if not dry_run:
         missing = {c.ident: c for c in fresh if c.ident not in own}
         if missing:
-            # ignore_conflicts: a post created by a concurrent submission in the meantime is reused below.
-            Post.objects.bulk_create(
-                [
-                    Post(
-                        campaign=c.campaign,
-                        affiliate=affiliate,
-                        platform=c.platform,
-                        url=c.link.normalized_url,
-                        platform_post_id=c.link.post_id,
-                        title=c.row.title,
-                    )
-                    for c in missing.values()
-                ],
-                ignore_conflicts=True,
-            )
-            for post_id, campaign_id, platform_id, platform_post_id in Post.objects.filter(
-                affiliate=affiliate,
-                platform_id__in={c.platform.pk for c in missing.values()},
-                platform_post_id__in={c.link.post_id for c in missing.values()},
-            ).values_list("id", "campaign_id", "platform_id", "platform_post_id"):
-                own.setdefault((campaign_id, platform_id, platform_post_id), post_id)
+            own.update(_posts_insert(affiliate=affiliate, items=list(missing.values()), now=now))
 
     latest = dict(state.latest)
     quality = {c.campaign.pk: c.campaign.ruleset().data_quality for c in fresh}
@@ -700,7 +681,7 @@ def _import_batch(
     if dry_run:
         return outcome, fresh
 
-    AffiliateReport.objects.bulk_create(reports)
+    _reports_insert(reports)
     _logs_insert([r.pk for r in reports], now=now)
     Affiliate.objects.filter(pk=affiliate.pk).update(total_submissions=F("total_submissions") + len(reports))
     outcome.report_ids = [r.pk for r in reports]
@@ -727,13 +708,82 @@ def _import_batch(
     return outcome, fresh
 
 
+# The three inserts of a batch are written as SQL over arrays (``INSERT … SELECT FROM unnest``, what
+# bulk_create itself sends on PostgreSQL) because bulk_create prepares every value of every row through
+# its field's methods in Python: half of a 100,000-row import's time, profiled (bench/bulk_import.py).
+# Values here are already checked plain types; RETURNING gives the ids in row order, as bulk_create
+# relies on too.
+
+
+def _posts_insert(*, affiliate: Affiliate, items: list[_Checked], now: dt.datetime) -> dict[tuple[int, int, str], int]:
+    """Create the posts that do not exist yet; {(campaign, platform, post id): post id} of each."""
+    sql = f"""
+        INSERT INTO {Post._meta.db_table}
+            (campaign_id, affiliate_id, platform_id, url, platform_post_id, title, created_at)
+        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+                             %s::timestamptz[])
+        ON CONFLICT DO NOTHING
+        RETURNING id, campaign_id, platform_id, platform_post_id
+    """
+    params = [
+        [c.campaign.pk for c in items],
+        [affiliate.pk] * len(items),
+        [c.platform.pk for c in items],
+        [c.link.normalized_url for c in items],
+        [c.link.post_id for c in items],
+        [c.row.title for c in items],
+        [now] * len(items),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        created = {(campaign_id, platform_id, ppid): pk for pk, campaign_id, platform_id, ppid in cursor.fetchall()}
+    if len(created) < len(items):
+        # A concurrent submission created some in the meantime (ON CONFLICT): use theirs.
+        for pk, campaign_id, platform_id, ppid in Post.objects.filter(
+            affiliate=affiliate,
+            platform_id__in={c.platform.pk for c in items},
+            platform_post_id__in={c.link.post_id for c in items},
+        ).values_list("id", "campaign_id", "platform_id", "platform_post_id"):
+            created.setdefault((campaign_id, platform_id, ppid), pk)
+    return created
+
+
+def _reports_insert(reports: list[AffiliateReport]) -> None:
+    """Insert the claims and set their ids."""
+    sql = f"""
+        INSERT INTO {AffiliateReport._meta.db_table}
+            (post_id, claimed_views, claimed_clicks, claimed_conversions, evidence, suspicion_flags,
+             submission_method, idempotency_key, request_id, submitted_at, import_key)
+        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::jsonb[], %s::jsonb[],
+                             %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[])
+        RETURNING id
+    """
+    params = [
+        [r.post_id for r in reports],
+        [r.claimed_views for r in reports],
+        [r.claimed_clicks for r in reports],
+        [r.claimed_conversions for r in reports],
+        [json.dumps(r.evidence) for r in reports],
+        [json.dumps(r.suspicion_flags) for r in reports],
+        [r.submission_method for r in reports],
+        [r.idempotency_key for r in reports],
+        [r.request_id for r in reports],
+        [r.submitted_at for r in reports],
+        [r.import_key for r in reports],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [pk for (pk,) in cursor.fetchall()]
+    for report, pk in zip(reports, ids, strict=True):
+        report.pk = pk
+
+
 def _logs_insert(report_ids: list[int], *, now: dt.datetime) -> None:
     """One outbox row (PENDING, due ``now``) per report, in one statement.
 
-    The rows differ only in their report, so the other columns are prepared once, from a model instance
-    (defaults and ``auto_now`` as the ORM computes them, every column of the model included), and the
-    report ids sent as one array. ``bulk_create`` prepared each of the ~25 values of every row in Python:
-    a fifth of a 100,000-row import's time (bench/bulk_import.py).
+    The rows differ only in their report, so the other ~25 columns are prepared once from a model
+    instance (defaults and ``auto_now`` as the ORM computes them; a column added to the model later is
+    included) and the report ids sent as one array.
     """
     template = ReconciliationLog(report_id=0, status=ReconciliationStatus.PENDING, next_attempt_at=now)
     meta = ReconciliationLog._meta
