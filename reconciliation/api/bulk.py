@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from reconciliation.api.authentication import APIKeyAuthentication, Principal
 from reconciliation.api.errors import PayloadTooLarge
 from reconciliation.api.exceptions import request_id_of
+from reconciliation.api.filters import MAX_ID
 from reconciliation.api.schema import errors
 from reconciliation.api.serializers import ErrorEnvelopeOutput
 from reconciliation.api.views import ApiView
@@ -103,8 +104,18 @@ def result_body(result: BulkResult) -> dict[str, Any]:
     }
 
 
-def _flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+def _error_response(summary: str, description: str, code: str, message: str) -> OpenApiResponse:
+    example = {"error": {"code": code, "message": message}, "request_id": "0b7e9c1e-5d2a-4f5e-9a51-6c1f0f0d2a10"}
+    return OpenApiResponse(
+        ErrorEnvelopeOutput, description=description, examples=[OpenApiExample(summary, value=example)]
+    )
+
+
+def _dry_run(request: Request) -> bool:
+    raw = request.query_params.get("dry_run", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise exceptions.ValidationError({"dry_run": ["Must be true or false."]})
+    return raw in ("true", "1")
 
 
 class BulkSubmissionsView(ApiView):
@@ -129,7 +140,12 @@ class BulkSubmissionsView(ApiView):
         request={content_type: OpenApiTypes.STR for content_type in bulk.CONTENT_TYPES},
         parameters=[
             OpenApiParameter(
-                "affiliate_id", int, description="Staff keys: the affiliate the rows belong to (else a column)."
+                "affiliate_id",
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                description=(
+                    "Staff keys: the affiliate the rows belong to (else an `affiliate_id` column); an unknown "
+                    "or inactive one is a 404. An affiliate key may only name itself (else 403)."
+                ),
             ),
             OpenApiParameter("dry_run", bool, description="Check every row and answer; record nothing."),
         ],
@@ -153,21 +169,32 @@ class BulkSubmissionsView(ApiView):
                     )
                 ],
             ),
-            415: OpenApiResponse(ErrorEnvelopeOutput, description="The body is not CSV or JSON lines."),
-            **errors(400, 413),
+            **errors(400, 404),
+            413: _error_response(
+                "File too large",
+                "More than BULK_IMPORT_MAX_BYTES bytes.",
+                "payload_too_large",
+                "The file is too large: at most 10485760 bytes may be imported at once (BULK_IMPORT_MAX_BYTES).",
+            ),
+            415: _error_response(
+                "Not a file type we read",
+                "The Content-Type is not CSV or JSON lines.",
+                UnsupportedFileType.default_code,
+                str(UnsupportedFileType.default_detail),
+            ),
         },
         tags=["affiliates"],
     )
     def post(self, request: Request) -> Response:
-        if bulk.format_of(content_type=request.content_type or "") is None:
+        fmt = bulk.format_of(content_type=request.content_type or "")
+        if fmt is None:
             raise UnsupportedFileType()
         principal = request.user
         assert isinstance(principal, Principal)
         staff = principal.kind != "affiliate"
-        affiliate = principal.affiliate if not staff else self._named_affiliate(request)
+        affiliate = self._named_affiliate(request) if staff else self._own(request, principal)
+        dry_run = _dry_run(request)
         data = request.data
-        fmt = bulk.format_of(content_type=request.content_type)
-        assert fmt is not None
         try:
             result = bulk.claims_import(
                 data=data if isinstance(data, bytes) else b"",
@@ -175,7 +202,7 @@ class BulkSubmissionsView(ApiView):
                 affiliate=affiliate,
                 staff=staff,
                 now=timezone.now(),
-                dry_run=_flag(request, "dry_run"),
+                dry_run=dry_run,
                 max_bytes=settings.BULK_IMPORT_MAX_BYTES,
                 max_rows=settings.BULK_IMPORT_MAX_ROWS,
                 request_id=request_id_of(request),
@@ -186,11 +213,23 @@ class BulkSubmissionsView(ApiView):
             raise exceptions.ParseError(str(exc), code="invalid_file") from None
         return Response(result_body(result))
 
+    def _own(self, request: Request, principal: Principal) -> Affiliate:
+        affiliate = principal.affiliate
+        assert affiliate is not None
+        named = request.query_params.get("affiliate_id")
+        if named is not None and named != str(affiliate.pk):
+            raise exceptions.PermissionDenied(
+                "An affiliate key imports its own claims: affiliate_id is for staff keys.", code="wrong_key_kind"
+            )
+        return affiliate
+
     def _named_affiliate(self, request: Request) -> Affiliate | None:
         raw = request.query_params.get("affiliate_id")
-        if raw is None or raw == "":
+        if raw is None:
             return None
-        affiliate = Affiliate.objects.filter(pk=int(raw)).first() if raw.isdigit() and len(raw) <= 18 else None
-        if affiliate is None or not affiliate.is_active:
-            raise exceptions.ValidationError({"affiliate_id": [f"no active affiliate with id {raw}"]})
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+            raise exceptions.ValidationError({"affiliate_id": [f"Must be an integer from 1 to {MAX_ID}."]})
+        affiliate = Affiliate.objects.filter(pk=int(raw), is_active=True).first()
+        if affiliate is None:
+            raise exceptions.NotFound(f"No active affiliate with id {raw}.")
         return affiliate

@@ -257,14 +257,18 @@ def test_staff_import_on_behalf_of_an_affiliate_by_parameter_or_column(api: APIC
     assert by_column["rejected"] == [{"line": 3, "fields": {"affiliate_id": [mock.ANY]}}]
     assert bulk_reports(world.owner).count() == 1 and bulk_reports(world.other).count() == 1
     unknown = send(api, world.staff_key, csv_file(world, []), query="?affiliate_id=987654321")
-    assert unknown.status_code == 400 and "affiliate_id" in unknown.json()["error"]["fields"]
+    assert unknown.status_code == 404
+    malformed = send(api, world.staff_key, csv_file(world, []), query="?affiliate_id=x1")
+    assert malformed.status_code == 400 and "affiliate_id" in malformed.json()["error"]["fields"]
 
 
 def test_an_affiliate_cannot_import_for_another(api: APIClient, world: World) -> None:
     c = world.campaign.pk
     body = f"{HEADER},affiliate_id\n{c},reddit,{reddit(2)},1000,50,5,{world.other.pk}\n"
-    answer = send(api, world.owner_key, body, query=f"?affiliate_id={world.other.pk}").json()
+    answer = send(api, world.owner_key, body).json()
     assert answer["created"] == 0 and [r["line"] for r in answer["rejected"]] == [2]
+    by_parameter = send(api, world.owner_key, csv_file(world, []), query=f"?affiliate_id={world.other.pk}")
+    assert by_parameter.status_code == 403
     assert not bulk_reports(world.other).exists() and not bulk_reports(world.owner).exists()
 
 
