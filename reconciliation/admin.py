@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, path
 from django.utils import timezone
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
@@ -60,7 +60,7 @@ class AffiliateAdmin(admin.ModelAdmin):
     readonly_fields = ("trust_score", "total_submissions", "accurate_submissions", "created_at")
     change_list_template = "admin/reconciliation/affiliate/change_list.html"
 
-    def get_urls(self) -> list[URLResolver | URLPattern]:
+    def get_urls(self) -> list[URLPattern]:
         # Before the model's own URLs: "<object_id>/" would otherwise take "bulk-import/".
         view = self.admin_site.admin_view(self.bulk_import_view)  # staff only
         return [path("bulk-import/", view, name="reconciliation_affiliate_bulk_import"), *super().get_urls()]
@@ -72,7 +72,9 @@ class AffiliateAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                fmt = bulk.format_of(filename=upload.name or "") or bulk.format_of(content_type=upload.content_type)
+                fmt = bulk.format_of(filename=upload.name or "") or bulk.format_of(
+                    content_type=upload.content_type or ""
+                )
                 if fmt is None:
                     raise bulk.BulkFileError("Give the file a .csv, .jsonl or .ndjson name.")
                 if upload.size > settings.BULK_IMPORT_MAX_BYTES:

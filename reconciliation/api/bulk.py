@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission
@@ -70,12 +70,17 @@ class IsAffiliateOrStaff(BasePermission):
         return isinstance(principal, Principal) and (principal.kind == "affiliate" or principal.is_staff)
 
 
-class RejectedRowOutput(serializers.Serializer):
-    line = serializers.IntegerField(help_text="Line number in the file (the CSV header is line 1).")
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text="Field → messages, as a single submission's 400 names them.",
-    )
+# "fields" is a name a Serializer class cannot declare (it is the serializer's own attribute).
+RejectedRowOutput = inline_serializer(
+    "BulkRejectedRow",
+    fields={
+        "line": serializers.IntegerField(help_text="Line number in the file (the CSV header is line 1)."),
+        "fields": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text="Field → messages, as a single submission's 400 names them.",
+        ),
+    },
+)
 
 
 class BulkImportOutput(serializers.Serializer):
@@ -84,7 +89,7 @@ class BulkImportOutput(serializers.Serializer):
     created = serializers.IntegerField(help_text="Claims recorded by this import (would be, in a dry run).")
     already_imported = serializers.IntegerField(help_text="Rows whose claim was already recorded: not again.")
     rejected_count = serializers.IntegerField()
-    rejected = RejectedRowOutput(many=True)
+    rejected = serializers.ListField(child=RejectedRowOutput)
     dispatched = serializers.BooleanField(
         help_text="Sent to reconciliation at once; false: the outbox sweeper sends them within seconds."
     )

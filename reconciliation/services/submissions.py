@@ -651,8 +651,8 @@ def _import_batch(
     quality = {c.campaign.pk: c.campaign.ruleset().data_quality for c in fresh}
     reports: list[AffiliateReport] = []
     for item in fresh:
-        post_id = own.get(item.ident)
-        previous = latest.get(item.ident) or (previous_by_post.get(post_id) if post_id is not None else None)
+        post_pk = own.get(item.ident)
+        previous = latest.get(item.ident) or (previous_by_post.get(post_pk) if post_pk is not None else None)
         evidence = item.row.evidence or {}
         flags = rules.suspicion_flags(
             claim=item.row.claims,
@@ -664,7 +664,7 @@ def _import_batch(
         latest[item.ident] = item.row.claims
         reports.append(
             AffiliateReport(
-                post_id=post_id,
+                post_id=post_pk or 0,  # 0 only in a dry run, whose new posts are not created (nor is this)
                 claimed_views=item.row.claims.views,
                 claimed_clicks=item.row.claims.clicks,
                 claimed_conversions=item.row.claims.conversions,
@@ -725,7 +725,7 @@ def _posts_insert(*, affiliate: Affiliate, items: list[_Checked], now: dt.dateti
         ON CONFLICT DO NOTHING
         RETURNING id, campaign_id, platform_id, platform_post_id
     """
-    params = [
+    params: list[Any] = [
         [c.campaign.pk for c in items],
         [affiliate.pk] * len(items),
         [c.platform.pk for c in items],
@@ -758,7 +758,7 @@ def _reports_insert(reports: list[AffiliateReport]) -> None:
                              %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[])
         RETURNING id
     """
-    params = [
+    params: list[Any] = [
         [r.post_id for r in reports],
         [r.claimed_views for r in reports],
         [r.claimed_clicks for r in reports],
@@ -787,12 +787,14 @@ def _logs_insert(report_ids: list[int], *, now: dt.datetime) -> None:
     """
     template = ReconciliationLog(report_id=0, status=ReconciliationStatus.PENDING, next_attempt_at=now)
     meta = ReconciliationLog._meta
-    quote = connection.ops.quote_name
-    columns, selected, params = [], [], []
+    quote: Callable[[str], str] = connection.ops.quote_name
+    columns: list[str] = []
+    selected: list[str] = []
+    params: list[Any] = []
     for model_field in meta.concrete_fields:
         if model_field.primary_key:
             continue
-        columns.append(quote(model_field.column))
+        columns.append(quote(str(model_field.column)))
         if model_field.attname == "report_id":
             selected.append("report_id")
             continue
