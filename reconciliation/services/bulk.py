@@ -279,7 +279,9 @@ def _csv_record(line: int, cells: dict[str, str]) -> dict[str, Any] | RowRejecte
 
 
 def _jsonl_records(text: str) -> Iterator[Record]:
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: str.splitlines would also split at U+2028 and other separators, which JSON
+    # allows inside strings, and number the lines differently from an editor.
+    for line, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
         try:

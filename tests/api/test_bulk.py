@@ -186,6 +186,17 @@ def test_json_lines_rows_are_checked_like_single_submissions(api: APIClient, wor
     }
 
 
+def test_json_lines_are_numbered_as_an_editor_numbers_them(api: APIClient, world: World) -> None:
+    c = world.campaign.pk
+    good = {"campaign_id": c, "post_url": reddit(1), "claimed_views": 10, "claimed_clicks": 1, "claimed_conversions": 0}
+    # U+2028 is allowed raw inside a JSON string; CRLF line ends are fine too.
+    first = json.dumps({**good, "title": "a\u2028b"}, ensure_ascii=False)
+    body = first + "\r\n" + json.dumps({**good, "claimed_views": -1}) + "\r\n"
+    answer = send(api, world.owner_key, body, content_type="application/x-ndjson").json()
+    assert answer["created"] == 1
+    assert [(r["line"], list(r["fields"])) for r in answer["rejected"]] == [(2, ["claimed_views"])]
+
+
 def test_dry_run_answers_and_writes_nothing(api: APIClient, world: World) -> None:
     c = world.campaign.pk
     body = csv_file(world, [f"{c},reddit,{reddit(1)},1000,50,5", f"{c},reddit,{reddit(2)},-5,50,5"])
