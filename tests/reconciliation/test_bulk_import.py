@@ -341,3 +341,36 @@ def test_a_low_trust_affiliates_import_goes_to_the_priority_queue(
             result = reports_submit_batch(affiliate=low, rows=[row(campaign, 1)], now=timezone.now())
     assert result.dispatched
     sent.assert_called_once_with(result.report_ids[0], priority=True, request_id=None)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_command_shows_a_progress_bar_on_a_terminal_only(
+    tmp_path: Path, campaign: Campaign, affiliate: Affiliate
+) -> None:
+    body = "".join(f"{campaign.pk},reddit,{reddit(n)},10,1,0\n" for n in range(3))
+    path = write(tmp_path, "claims.csv", f"{HEADER}\n{body}")
+    terminal, pipe = Terminal(), io.StringIO()
+    call_command(
+        "import_claims", str(path), "--affiliate", str(affiliate.pk), "--dry-run", stdout=io.StringIO(), stderr=terminal
+    )
+    call_command(
+        "import_claims", str(path), "--affiliate", str(affiliate.pk), "--dry-run", stdout=io.StringIO(), stderr=pipe
+    )
+    assert "Importing" in terminal.getvalue() and "3/3" in terminal.getvalue()
+    assert pipe.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("BULK_IMPORT_MAX_BYTES", "0"), ("BULK_IMPORT_MAX_ROWS", "-5"), ("BULK_IMPORT_MAX_ROWS", "lots")],
+)
+def test_a_bad_bulk_import_limit_stops_start_up_naming_it(variable: str, value: str) -> None:
+    from tests.test_settings import manage
+
+    result = manage("check", **{variable: value})
+    assert result.returncode != 0
+    assert variable in result.stderr + result.stdout
