@@ -252,6 +252,14 @@ AUTH_PASSWORD_VALIDATORS = [
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+# Bulk import of claims (POST /api/v1/submissions/bulk and the admin upload page): the largest file, in
+# bytes, and the most rows one import may have. A request holds its worker while the rows are checked and
+# written (about 2,000 rows/s), so the defaults keep one import to seconds; `import_claims` has no limit.
+BULK_IMPORT_MAX_BYTES = env_int("BULK_IMPORT_MAX_BYTES", 10 * 1024 * 1024)
+BULK_IMPORT_MAX_ROWS = env_int("BULK_IMPORT_MAX_ROWS", 20_000)
+for _name in ("BULK_IMPORT_MAX_BYTES", "BULK_IMPORT_MAX_ROWS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}: expected a positive integer, got {globals()[_name]}")
 
 REST_FRAMEWORK = {
     # API keys (Authorization: Bearer <key>) first, so a missing key is a 401 with WWW-Authenticate.

@@ -5,12 +5,20 @@ attempts, platform snapshots, the trust ledger) is evidence: it is shown here, n
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.db.models import Model
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from reconciliation import models
+from reconciliation.services import bulk
 
 
 class EvidenceAdminMixin:
@@ -50,6 +58,64 @@ class AffiliateAdmin(admin.ModelAdmin):
     search_fields = ("name", "email", "chat_user_id")
     # The score moves only through the trust ledger; editing it by hand would break the invariant.
     readonly_fields = ("trust_score", "total_submissions", "accurate_submissions", "created_at")
+    change_list_template = "admin/reconciliation/affiliate/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the model's own URLs: "<object_id>/" would otherwise take "bulk-import/".
+        view = self.admin_site.admin_view(self.bulk_import_view)  # staff only
+        return [path("bulk-import/", view, name="reconciliation_affiliate_bulk_import"), *super().get_urls()]
+
+    def bulk_import_view(self, request: HttpRequest) -> HttpResponse:
+        """Choose an affiliate, upload a file: the claims are imported as through the bulk API."""
+        form = BulkImportForm(request.POST or None, request.FILES or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                fmt = bulk.format_of(filename=upload.name or "") or bulk.format_of(
+                    content_type=upload.content_type or ""
+                )
+                if fmt is None:
+                    raise bulk.BulkFileError("Give the file a .csv, .jsonl or .ndjson name.")
+                if upload.size > settings.BULK_IMPORT_MAX_BYTES:
+                    raise bulk.BulkFileTooLarge(
+                        f"The file is {upload.size} bytes; at most {settings.BULK_IMPORT_MAX_BYTES} may be imported."
+                    )
+                result = bulk.claims_import(
+                    data=upload.read(),
+                    fmt=fmt,
+                    affiliate=form.cleaned_data["affiliate"],
+                    staff=False,
+                    now=timezone.now(),
+                    dry_run=form.cleaned_data["dry_run"],
+                    max_bytes=settings.BULK_IMPORT_MAX_BYTES,
+                    max_rows=settings.BULK_IMPORT_MAX_ROWS,
+                )
+            except bulk.BulkFileError as exc:
+                form.add_error("file", str(exc))
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import claims",
+            "form": form,
+            "result": result,
+            "rejected": [
+                {"line": row.line, "field": name, "message": " ".join(messages)}
+                for row in (result.rejected if result else [])
+                for name, messages in row.fields.items()
+            ],
+            "columns": bulk.COLUMNS,
+            "required": bulk.REQUIRED_COLUMNS,
+            "max_bytes": settings.BULK_IMPORT_MAX_BYTES,
+            "max_rows": settings.BULK_IMPORT_MAX_ROWS,
+        }
+        return TemplateResponse(request, "admin/reconciliation/bulk_import.html", context)
+
+
+class BulkImportForm(forms.Form):
+    affiliate = forms.ModelChoiceField(queryset=models.Affiliate.objects.filter(is_active=True).order_by("name"))
+    file = forms.FileField(help_text="CSV or JSON lines, UTF-8.")
+    dry_run = forms.BooleanField(required=False, help_text="Check every row and show the result; write nothing.")
 
 
 @admin.register(models.AffiliateAPIKey)

@@ -216,10 +216,14 @@ class AffiliateReport(models.Model):
     idempotency_key = models.CharField(max_length=255, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
     submitted_at = models.DateTimeField()
+    #: Bulk imports only: a hash of the row's identity (affiliate, post, claimed numbers, claim time, or the
+    #: file's idempotency_key). Unique, so importing a file twice, even twice at once, adds nothing.
+    import_key = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
         constraints = [
+            models.UniqueConstraint(fields=["import_key"], name="report_import_key_unique"),
             models.CheckConstraint(condition=Q(claimed_views__gte=0), name="report_views_nonnegative"),
             models.CheckConstraint(condition=Q(claimed_clicks__gte=0), name="report_clicks_nonnegative"),
             models.CheckConstraint(condition=Q(claimed_conversions__gte=0), name="report_conversions_nonnegative"),

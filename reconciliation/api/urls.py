@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from chat.api import ChatLinkCodeView
 from reconciliation.api import (
+    bulk,
     exports,
     schema,  # noqa: F401  (registers the Bearer security scheme)
     statements,
@@ -50,6 +51,7 @@ app_name = "api"
 
 urlpatterns = [
     *either_slash("submissions/", views.SubmissionsView, "submissions"),
+    *either_slash("submissions/bulk", bulk.BulkSubmissionsView, "submissions-bulk"),
     *either_slash("submissions/<api_id:post_id>/metrics", views.SubmissionMetricsView, "submission-metrics"),
     *either_slash("reports/<api_id:report_id>", views.ReportDetailView, "report-detail"),
     *either_slash("affiliates/me", views.AffiliateMeView, "affiliate-me"),

@@ -12,13 +12,15 @@ Counters are incremented with ``F()`` in SQL. Reading the affiliate, adding one 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
@@ -126,12 +128,24 @@ def check_campaign(*, campaign_id: int, platform: str, now: dt.datetime) -> tupl
     )
     if runs_on is None:
         campaign = Campaign.objects.filter(pk=campaign_id).first()
-        if campaign is None:
-            raise SubmissionRejected({"campaign_id": f"no campaign with id {campaign_id}"})
-        check_campaign_open(campaign=campaign, now=now)
-        raise SubmissionRejected({"platform": f"campaign {campaign.pk} does not run on {platform}"})
-    campaign, platform_row = runs_on.campaign, runs_on.platform
+        return check_campaign_runs_on(
+            campaign_id=campaign_id, campaign=campaign, platform_row=None, platform=platform, now=now
+        )
+    return check_campaign_runs_on(
+        campaign_id=campaign_id, campaign=runs_on.campaign, platform_row=runs_on.platform, platform=platform, now=now
+    )
+
+
+def check_campaign_runs_on(
+    *, campaign_id: int, campaign: Campaign | None, platform_row: Platform | None, platform: str, now: dt.datetime
+) -> tuple[Campaign, Platform]:
+    """The verdict of :func:`check_campaign` on loaded rows (``platform_row`` is None when the campaign
+    does not run on ``platform``): the single path loads them per request, a bulk import per batch."""
+    if campaign is None:
+        raise SubmissionRejected({"campaign_id": f"no campaign with id {campaign_id}"})
     check_campaign_open(campaign=campaign, now=now)
+    if platform_row is None:
+        raise SubmissionRejected({"platform": f"campaign {campaign.pk} does not run on {platform}"})
     if not platform_row.is_active:
         raise SubmissionRejected({"platform": f"{platform} is not accepting submissions at the moment"})
     return campaign, platform_row
@@ -306,25 +320,45 @@ def _record_claim(
     )
     ReconciliationLog.objects.create(report=report, status=ReconciliationStatus.PENDING, next_attempt_at=now)
     Affiliate.objects.filter(pk=affiliate.pk).update(total_submissions=F("total_submissions") + 1)
-    high = rules.has_high(flags)
-    if high:
-        high_flags = [f for f in flag_dicts if f["severity"] == rules.Severity.HIGH]
-        alert_raise(
-            alert_type=Alert.Type.SUSPICIOUS_CLAIM,
-            severity=Alert.Severity.HIGH,
-            title=f"Suspicious claim on {post.platform.slug} post {post.platform_post_id}: "
-            + ", ".join(f["code"] for f in high_flags),
-            message="; ".join(f["message"] for f in high_flags),
-            threshold={"flags": flag_dicts},
-            affiliate_id=affiliate.pk,
-            platform_id=post.platform_id,
-            report_id=report.pk,
-            settings=ruleset.alerting,
+    if rules.has_high(flags):
+        _alert_suspicious(
+            report=report,
+            flag_dicts=flag_dicts,
+            affiliate=affiliate,
+            platform=post.platform,
+            platform_post_id=post.platform_post_id,
+            campaign=campaign,
             now=now,
         )
     priority = needs_priority(trust_score=affiliate.trust_score, flags=flag_dicts)
     dispatch_on_commit([report.pk], priority=priority, request_id=request_id or None)
     return SubmissionResult(report=report, post=post, flags=flag_dicts, priority=priority)
+
+
+def _alert_suspicious(
+    *,
+    report: AffiliateReport,
+    flag_dicts: list[dict[str, Any]],
+    affiliate: Affiliate,
+    platform: Platform,
+    platform_post_id: str,
+    campaign: Campaign,
+    now: dt.datetime,
+) -> None:
+    high_flags = [f for f in flag_dicts if f["severity"] == rules.Severity.HIGH]
+    alert_raise(
+        alert_type=Alert.Type.SUSPICIOUS_CLAIM,
+        severity=Alert.Severity.HIGH,
+        title=f"Suspicious claim on {platform.slug} post {platform_post_id}: "
+        + ", ".join(f["code"] for f in high_flags),
+        message="; ".join(f["message"] for f in high_flags),
+        threshold={"flags": flag_dicts},
+        affiliate_id=affiliate.pk,
+        platform_id=platform.pk,
+        report_id=report.pk,
+        settings=campaign.ruleset().alerting,
+        now=now,
+    )
 
 
 def _announce(result: SubmissionResult, *, campaign: Campaign, started: float, operation: str) -> None:
@@ -340,6 +374,455 @@ def _announce(result: SubmissionResult, *, campaign: Campaign, started: float, o
         priority=result.priority,
     )
     log_performance(operation, (time.perf_counter() - started) * 1000, report_id=result.report.pk)
+
+
+# --- bulk import ----------------------------------------------------------------------------------
+
+#: Rows written per transaction: one round of reads and bulk inserts each, short enough that row locks
+#: and a rollback (a concurrent import of the same rows) stay cheap.
+BULK_BATCH = 500
+#: Imports with at most this many accepted claims are sent to the workers after each batch commits,
+#: like a single submission. Larger ones stay in the outbox (the log row, due now) for the sweeper,
+#: which sends its batch every SWEEP_INTERVAL_SECONDS: about what the workers reconcile, where 100,000
+#: messages at once would only sit in the broker (and take the import minutes to publish).
+BULK_DISPATCH_MAX = 500
+
+
+@dataclass(frozen=True)
+class BulkRow:
+    """One well-formed row of an import file (types checked at the edge, rules checked here)."""
+
+    line: int
+    campaign_id: int
+    post_url: str
+    claims: rules.Claim
+    #: A slug; None when the file leaves it to the URL.
+    platform: str | None = None
+    evidence: dict[str, Any] | None = None
+    title: str = ""
+    #: The claim time; None means "now" (and the row's identity then has no time).
+    submitted_at: dt.datetime | None = None
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class RowRejected:
+    line: int
+    fields: dict[str, list[str]]
+
+
+@dataclass
+class BulkResult:
+    rows: int = 0
+    created: int = 0
+    #: Rows whose claim an earlier import (or an earlier row of this file) already recorded.
+    already_imported: int = 0
+    rejected: list[RowRejected] = field(default_factory=list)
+    report_ids: list[int] = field(default_factory=list)
+    #: True when the claims were sent to the workers after commit; False leaves them to the sweeper.
+    dispatched: bool = False
+    dry_run: bool = False
+
+    def merge(self, other: BulkResult) -> None:
+        self.rows += other.rows
+        self.created += other.created
+        self.already_imported += other.already_imported
+        self.rejected.extend(other.rejected)
+        self.report_ids.extend(other.report_ids)
+        self.dispatched = self.dispatched or other.dispatched
+
+
+def import_key(
+    *,
+    affiliate_id: int,
+    campaign_id: int,
+    platform: str,
+    platform_post_id: str,
+    claims: rules.Claim,
+    submitted_at: dt.datetime | None,
+    idempotency_key: str = "",
+) -> str:
+    """A row's identity as stored in ``AffiliateReport.import_key`` (unique): the file's idempotency_key
+    when it has one, else affiliate + post + claimed numbers + claim time."""
+    if idempotency_key:
+        parts = [str(affiliate_id), "key", idempotency_key]
+    else:
+        when = submitted_at.astimezone(dt.UTC).isoformat() if submitted_at is not None else ""
+        parts = [
+            str(affiliate_id),
+            "row",
+            str(campaign_id),
+            platform,
+            platform_post_id,
+            str(claims.views),
+            str(claims.clicks),
+            str(claims.conversions),
+            when,
+        ]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Checked:
+    row: BulkRow
+    campaign: Campaign
+    platform: Platform
+    link: ParsedLink
+    key: str
+
+    @property
+    def ident(self) -> tuple[int, int, str]:
+        return (self.campaign.pk, self.platform.pk, self.link.post_id)
+
+
+@dataclass
+class _ImportState:
+    """What earlier batches of one import accepted (a dry run writes nothing for the database to tell)."""
+
+    keys: set[str] = field(default_factory=set)
+    latest: dict[tuple[int, int, str], rules.Claim] = field(default_factory=dict)
+
+
+def reports_submit_batch(
+    *,
+    affiliate: Affiliate,
+    rows: Sequence[BulkRow],
+    now: dt.datetime,
+    dry_run: bool = False,
+    batch_size: int = BULK_BATCH,
+    dispatch: bool | None = None,
+    request_id: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> BulkResult:
+    """Many claims of one affiliate, each checked by the rules of :func:`report_submit`.
+
+    A row whose post the affiliate already submitted to that campaign becomes a new claim on it (as
+    :func:`report_resubmit` does). Rows are written ``batch_size`` per transaction with bulk inserts; the
+    reads a single submission makes per request (campaign and platform, the post's claimants, its previous
+    claim, already imported rows) are made once per batch. A row already recorded (same ``import_key``)
+    is counted, not written again; a concurrent import of the same rows loses the unique constraint, and
+    its batch is read and written again, skipping what the winner wrote. ``dispatch`` None means: send
+    after commit when at most :data:`BULK_DISPATCH_MAX` rows are accepted, else leave it to the sweeper.
+    """
+    started = time.perf_counter()
+    result = BulkResult(rows=len(rows), dry_run=dry_run)
+    if dispatch is None:
+        dispatch = len(rows) <= BULK_DISPATCH_MAX
+    result.dispatched = dispatch and not dry_run
+    campaigns = _campaigns_with_platforms({row.campaign_id for row in rows})
+    state = _ImportState()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    outcome, accepted = _import_batch(
+                        affiliate=affiliate,
+                        chunk=chunk,
+                        campaigns=campaigns,
+                        state=state,
+                        now=now,
+                        dry_run=dry_run,
+                        dispatch=result.dispatched,
+                        request_id=request_id,
+                    )
+                break
+            except IntegrityError:
+                # Another import committed some of these rows (import_key) or posts between our reads
+                # and our inserts: read again, the winner's rows are now "already imported".
+                if attempt == 2:
+                    raise
+        for checked in accepted:
+            state.keys.add(checked.key)
+            state.latest[checked.ident] = checked.row.claims
+        result.merge(outcome)
+        if progress is not None:
+            progress(len(chunk))
+    result.rows = len(rows)
+    log_business_event(
+        "affiliate_bulk_submission",
+        affiliate_id=affiliate.pk,
+        rows=result.rows,
+        created=result.created,
+        already_imported=result.already_imported,
+        rejected=len(result.rejected),
+        dry_run=dry_run,
+        dispatched=result.dispatched,
+    )
+    log_performance("submit_bulk", (time.perf_counter() - started) * 1000, rows=len(rows))
+    return result
+
+
+def _campaigns_with_platforms(ids: set[int]) -> dict[int, tuple[Campaign, dict[str, Platform]]]:
+    campaigns = Campaign.objects.filter(pk__in=ids).prefetch_related("platforms")
+    return {c.pk: (c, {p.slug: p for p in c.platforms.all()}) for c in campaigns}
+
+
+def _check_row(
+    row: BulkRow, *, campaigns: Mapping[int, tuple[Campaign, dict[str, Platform]]], now: dt.datetime
+) -> tuple[Campaign, Platform, ParsedLink]:
+    """The checks of :func:`report_submit`, on rows loaded once per import."""
+    check_claims(row.claims)
+    if row.platform is None:
+        # The column is optional in a file: the URL names its platform.
+        try:
+            link = parse_post_url(row.post_url)
+        except InvalidPostURL as exc:
+            raise SubmissionRejected({"post_url": str(exc)}) from None
+        platform = link.platform
+    else:
+        platform = row.platform
+        link = check_post_url(post_url=row.post_url, platform=platform)
+    loaded = campaigns.get(row.campaign_id)
+    campaign, platform_row = check_campaign_runs_on(
+        campaign_id=row.campaign_id,
+        campaign=loaded[0] if loaded else None,
+        platform_row=loaded[1].get(platform) if loaded else None,
+        platform=platform,
+        now=now,
+    )
+    if row.submitted_at is not None and row.submitted_at > now:
+        raise SubmissionRejected({"submitted_at": "must not be in the future"})
+    return campaign, platform_row, link
+
+
+def _import_batch(
+    *,
+    affiliate: Affiliate,
+    chunk: Sequence[BulkRow],
+    campaigns: Mapping[int, tuple[Campaign, dict[str, Platform]]],
+    state: _ImportState,
+    now: dt.datetime,
+    dry_run: bool,
+    dispatch: bool,
+    request_id: str,
+) -> tuple[BulkResult, list[_Checked]]:
+    outcome = BulkResult()
+    checked: list[_Checked] = []
+    for row in chunk:
+        try:
+            campaign, platform_row, link = _check_row(row, campaigns=campaigns, now=now)
+        except SubmissionRejected as exc:
+            outcome.rejected.append(RowRejected(line=row.line, fields=exc.fields))
+            continue
+        key = import_key(
+            affiliate_id=affiliate.pk,
+            campaign_id=campaign.pk,
+            platform=platform_row.slug,
+            platform_post_id=link.post_id,
+            claims=row.claims,
+            submitted_at=row.submitted_at,
+            idempotency_key=row.idempotency_key,
+        )
+        checked.append(_Checked(row=row, campaign=campaign, platform=platform_row, link=link, key=key))
+
+    recorded = set(
+        AffiliateReport.objects.filter(import_key__in=[c.key for c in checked]).values_list("import_key", flat=True)
+    )
+    fresh: list[_Checked] = []
+    for item in checked:
+        if item.key in recorded or item.key in state.keys:
+            outcome.already_imported += 1
+            continue
+        recorded.add(item.key)  # a second identical row of this batch
+        fresh.append(item)
+    if not fresh:
+        return outcome, []
+
+    # Every post of these platform posts, whoever submitted it: ours (a new claim on it) and others'
+    # (the duplicate-claim rule), in one read.
+    own: dict[tuple[int, int, str], int] = {}
+    claimed_by_others: set[tuple[int, str]] = set()
+    for post_id, affiliate_id, campaign_id, platform_id, platform_post_id in Post.objects.filter(
+        platform_id__in={c.platform.pk for c in fresh}, platform_post_id__in={c.link.post_id for c in fresh}
+    ).values_list("id", "affiliate_id", "campaign_id", "platform_id", "platform_post_id"):
+        if affiliate_id == affiliate.pk:
+            own[(campaign_id, platform_id, platform_post_id)] = post_id
+        else:
+            claimed_by_others.add((platform_id, platform_post_id))
+    previous_by_post = _latest_claims(own.values())
+
+    if not dry_run:
+        missing = {c.ident: c for c in fresh if c.ident not in own}
+        if missing:
+            own.update(_posts_insert(affiliate=affiliate, items=list(missing.values()), now=now))
+
+    latest = dict(state.latest)
+    quality = {c.campaign.pk: c.campaign.ruleset().data_quality for c in fresh}
+    reports: list[AffiliateReport] = []
+    for item in fresh:
+        post_pk = own.get(item.ident)
+        previous = latest.get(item.ident) or (previous_by_post.get(post_pk) if post_pk is not None else None)
+        evidence = item.row.evidence or {}
+        flags = rules.suspicion_flags(
+            claim=item.row.claims,
+            previous=previous,
+            evidence_present=bool(evidence),
+            duplicate_of_other_affiliate=(item.platform.pk, item.link.post_id) in claimed_by_others,
+            settings=quality[item.campaign.pk],
+        )
+        latest[item.ident] = item.row.claims
+        reports.append(
+            AffiliateReport(
+                post_id=post_pk or 0,  # 0 only in a dry run, whose new posts are not created (nor is this)
+                claimed_views=item.row.claims.views,
+                claimed_clicks=item.row.claims.clicks,
+                claimed_conversions=item.row.claims.conversions,
+                evidence=evidence,
+                suspicion_flags=[flag.as_dict() for flag in flags],
+                submission_method=AffiliateReport.Method.BULK,
+                idempotency_key=item.row.idempotency_key,
+                request_id=request_id,
+                submitted_at=item.row.submitted_at or now,
+                import_key=item.key,
+            )
+        )
+    outcome.created = len(reports)
+    if dry_run:
+        return outcome, fresh
+
+    _reports_insert(reports)
+    _logs_insert([r.pk for r in reports], now=now)
+    Affiliate.objects.filter(pk=affiliate.pk).update(total_submissions=F("total_submissions") + len(reports))
+    outcome.report_ids = [r.pk for r in reports]
+    by_priority: dict[bool, list[int]] = {False: [], True: []}
+    # needs_priority per report, with the affiliate's half (its trust bucket) computed once.
+    low_trust = needs_priority(trust_score=affiliate.trust_score, flags=[])
+    for item, report in zip(fresh, reports, strict=True):
+        high = rules.has_high(report.suspicion_flags)
+        if high:
+            _alert_suspicious(
+                report=report,
+                flag_dicts=report.suspicion_flags,
+                affiliate=affiliate,
+                platform=item.platform,
+                platform_post_id=item.link.post_id,
+                campaign=item.campaign,
+                now=now,
+            )
+        by_priority[low_trust or high].append(report.pk)
+    if dispatch:
+        for priority, ids in by_priority.items():
+            if ids:
+                dispatch_on_commit(ids, priority=priority, request_id=request_id or None)
+    return outcome, fresh
+
+
+# The three inserts of a batch are written as SQL over arrays (``INSERT … SELECT FROM unnest``, what
+# bulk_create itself sends on PostgreSQL) because bulk_create prepares every value of every row through
+# its field's methods in Python: half of a 100,000-row import's time, profiled (bench/bulk_import.py).
+# Values here are already checked plain types; RETURNING gives the ids in row order, as bulk_create
+# relies on too.
+
+
+def _posts_insert(*, affiliate: Affiliate, items: list[_Checked], now: dt.datetime) -> dict[tuple[int, int, str], int]:
+    """Create the posts that do not exist yet; {(campaign, platform, post id): post id} of each."""
+    sql = f"""
+        INSERT INTO {Post._meta.db_table}
+            (campaign_id, affiliate_id, platform_id, url, platform_post_id, title, created_at)
+        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+                             %s::timestamptz[])
+        ON CONFLICT DO NOTHING
+        RETURNING id, campaign_id, platform_id, platform_post_id
+    """
+    params: list[Any] = [
+        [c.campaign.pk for c in items],
+        [affiliate.pk] * len(items),
+        [c.platform.pk for c in items],
+        [c.link.normalized_url for c in items],
+        [c.link.post_id for c in items],
+        [c.row.title for c in items],
+        [now] * len(items),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        created = {(campaign_id, platform_id, ppid): pk for pk, campaign_id, platform_id, ppid in cursor.fetchall()}
+    if len(created) < len(items):
+        # A concurrent submission created some in the meantime (ON CONFLICT): use theirs.
+        for pk, campaign_id, platform_id, ppid in Post.objects.filter(
+            affiliate=affiliate,
+            platform_id__in={c.platform.pk for c in items},
+            platform_post_id__in={c.link.post_id for c in items},
+        ).values_list("id", "campaign_id", "platform_id", "platform_post_id"):
+            created.setdefault((campaign_id, platform_id, ppid), pk)
+    return created
+
+
+def _reports_insert(reports: list[AffiliateReport]) -> None:
+    """Insert the claims and set their ids."""
+    sql = f"""
+        INSERT INTO {AffiliateReport._meta.db_table}
+            (post_id, claimed_views, claimed_clicks, claimed_conversions, evidence, suspicion_flags,
+             submission_method, idempotency_key, request_id, submitted_at, import_key)
+        SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::jsonb[], %s::jsonb[],
+                             %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[])
+        RETURNING id
+    """
+    params: list[Any] = [
+        [r.post_id for r in reports],
+        [r.claimed_views for r in reports],
+        [r.claimed_clicks for r in reports],
+        [r.claimed_conversions for r in reports],
+        [json.dumps(r.evidence) for r in reports],
+        [json.dumps(r.suspicion_flags) for r in reports],
+        [r.submission_method for r in reports],
+        [r.idempotency_key for r in reports],
+        [r.request_id for r in reports],
+        [r.submitted_at for r in reports],
+        [r.import_key for r in reports],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [pk for (pk,) in cursor.fetchall()]
+    for report, pk in zip(reports, ids, strict=True):
+        report.pk = pk
+
+
+def _logs_insert(report_ids: list[int], *, now: dt.datetime) -> None:
+    """One outbox row (PENDING, due ``now``) per report, in one statement.
+
+    The rows differ only in their report, so the other ~25 columns are prepared once from a model
+    instance (defaults and ``auto_now`` as the ORM computes them; a column added to the model later is
+    included) and the report ids sent as one array.
+    """
+    template = ReconciliationLog(report_id=0, status=ReconciliationStatus.PENDING, next_attempt_at=now)
+    meta = ReconciliationLog._meta
+    quote: Callable[[str], str] = connection.ops.quote_name
+    columns: list[str] = []
+    selected: list[str] = []
+    params: list[Any] = []
+    for model_field in meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        columns.append(quote(str(model_field.column)))
+        if model_field.attname == "report_id":
+            selected.append("report_id")
+            continue
+        value = model_field.get_db_prep_save(model_field.pre_save(template, add=True), connection)
+        # Typed: an untyped NULL or string in a SELECT list is text, which PostgreSQL will not assign to
+        # a number or timestamp column.
+        selected.append(f"CAST(%s AS {model_field.db_type(connection)})")
+        params.append(value)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selected)} FROM unnest(%s::bigint[]) AS ids(report_id)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, report_ids])
+
+
+def _latest_claims(post_ids: Iterable[int]) -> dict[int, rules.Claim]:
+    """Each post's latest claim (the data-quality growth rule compares with it), in one query."""
+    ids = list(post_ids)
+    if not ids:
+        return {}
+    rows = (
+        AffiliateReport.objects.filter(post_id__in=ids)
+        .order_by("post_id", "-submitted_at", "-id")
+        .distinct("post_id")
+        .values_list("post_id", "claimed_views", "claimed_clicks", "claimed_conversions")
+    )
+    return {post_id: rules.Claim(views=v, clicks=c, conversions=n) for post_id, v, c, n in rows}
 
 
 @dataclass(frozen=True)
