@@ -95,6 +95,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI and ReDoc as static files of a pinned package: /api/docs/ works offline, no CDN.
     "drf_spectacular_sidecar",
+    # Who changed an alert, an affiliate, a campaign or a platform, when, before and after (audit trail).
+    "simple_history",
     "reconciliation",
     "platforms",
     "alerts",
@@ -111,6 +113,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -251,6 +254,11 @@ AUTH_PASSWORD_VALIDATORS = [
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+# Audit trail (django-simple-history): a decision's note can be longer than 100 characters; a revert from
+# the history page would change an alert or a platform around the services that record why, so none.
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 REST_FRAMEWORK = {
     # API keys (Authorization: Bearer <key>) first, so a missing key is a 401 with WWW-Authenticate.

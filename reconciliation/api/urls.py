@@ -13,6 +13,7 @@ from typing import Any
 from django.urls import URLPattern, path, register_converter
 from rest_framework.views import APIView
 
+from alerts import api as alerts_api
 from reconciliation.api import (
     schema,  # noqa: F401  (registers the Bearer security scheme)
     views,
@@ -54,4 +55,9 @@ urlpatterns = [
     *either_slash("campaigns/<api_id:campaign_id>", views.CampaignDetailView, "campaign-detail"),
     *either_slash("campaigns/<api_id:campaign_id>/reports/", views.CampaignReportsView, "campaign-reports"),
     *either_slash("reconciliation/run", views.ReconciliationRunView, "reconciliation-run"),
+    *either_slash("alerts/", alerts_api.AlertListView, "alerts"),
+    *either_slash("alerts/<api_id:alert_id>", alerts_api.AlertDetailView, "alert-detail"),
+    *either_slash("alerts/<api_id:alert_id>/acknowledge", alerts_api.AlertAcknowledgeView, "alert-acknowledge"),
+    *either_slash("alerts/<api_id:alert_id>/resolve", alerts_api.AlertResolveView, "alert-resolve"),
+    *either_slash("alerts/<api_id:alert_id>/reopen", alerts_api.AlertReopenView, "alert-reopen"),
 ]
