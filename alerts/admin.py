@@ -176,7 +176,9 @@ class AlertAdmin(SimpleHistoryAdmin):
     history_list_display = ["status", "assigned_to", "decision_note"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:
-        return super().get_queryset(request).annotate(severity_rank=SEVERITY_RANK)
+        # As ModelAdmin.get_queryset, with the rank annotated before the ordering that uses it.
+        alerts = self.model._default_manager.get_queryset().annotate(severity_rank=SEVERITY_RANK)
+        return alerts.order_by(*self.get_ordering(request))
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
         # An annotation, so not in ``ordering`` (the admin's checks want model fields there).
