@@ -51,7 +51,7 @@ class StatusFilter(admin.SimpleListFilter):
             (self.ALL, "All"),
         ]
 
-    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:  # type: ignore[override]
         # No stock "All" entry: no parameter means Open here, and "all" is a lookup of its own.
         current = self.value() or Alert.Status.OPEN
         for value, label in self.lookup_choices:
@@ -103,7 +103,8 @@ class AffiliateFilter(admin.SimpleListFilter):
     def has_output(self) -> bool:
         return True
 
-    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: ChangeList) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        # Not links but what the typed filter's form needs: the other filters' values, and a "clear" link.
         keep = [(k, v) for k, v in changelist.get_filters_params().items() if k != self.parameter_name]
         yield {
             "value": self.value() or "",
@@ -136,10 +137,11 @@ class AssignForm(NoteForm):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, required=False, **kwargs)
-        users = get_user_model().objects.filter(is_active=True, is_staff=True)
-        self.fields["assignee"].queryset = users.filter(  # type: ignore[attr-defined]
-            Q(groups__name=ANALYST_GROUP) | Q(is_superuser=True)
-        ).distinct().order_by("username")
+        analysts = get_user_model().objects.filter(is_active=True, is_staff=True)
+        analysts = analysts.filter(Q(groups__name=ANALYST_GROUP) | Q(is_superuser=True)).distinct()
+        field = self.fields["assignee"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = analysts.order_by("username")
         self.order_fields(["assignee", "note"])
 
 

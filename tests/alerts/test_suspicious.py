@@ -35,7 +35,7 @@ def test_a_high_flag_raises_one_suspicious_claim_alert_about_the_report() -> Non
     assert (alert.alert_type, alert.category, alert.severity) == ("SUSPICIOUS_CLAIM", "FRAUD", "HIGH")
     assert alert.status == "OPEN"
     assert "FUNNEL_INVERSION" in alert.title
-    assert alert.affiliate_id is not None and alert.platform.slug == "reddit"
+    assert alert.affiliate_id is not None and alert.platform is not None and alert.platform.slug == "reddit"
     assert {f["code"] for f in alert.threshold_breached["flags"]} >= {"FUNNEL_INVERSION"}
 
 

@@ -71,7 +71,11 @@ def test_filters(api: APIClient, world: World, staff_user: Any) -> None:
     assert ids(api.get(LIST, {"created_after": since}, **key)) == [outage.pk, fraud.pk]
     assert ids(api.get(LIST, {"created_before": since}, **key)) == [resolved.pk]
     body = api.get(detail(fraud), **key).json()
-    assert (body["campaign_id"], body["report_id"], body["affiliate_id"]) == (world.campaign.pk, report.pk, world.owner.pk)
+    assert (body["campaign_id"], body["report_id"], body["affiliate_id"]) == (
+        world.campaign.pk,
+        report.pk,
+        world.owner.pk,
+    )
     for bad in ({"status": "NOPE"}, {"platform": "myspace"}, {"affiliate_id": "0"}, {"type": ""}, {"limit": "0"}):
         assert api.get(LIST, bad, **key).status_code == 400, bad
     # Cursor pagination: two pages of one, no overlap.
