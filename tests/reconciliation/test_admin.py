@@ -191,9 +191,16 @@ def test_acknowledge_and_resolve_actions_move_the_alert_through_its_lifecycle(
     assert alert.acknowledged_at is not None
 
     act(web, "acknowledge", alert)  # a second acknowledgement changes nothing
-    act(web, "resolve", alert)
+    assert act(web, "resolve", alert).status_code == 200  # resolving first asks for a note
+    alert.refresh_from_db()
+    assert alert.status == Alert.Status.ACKNOWLEDGED
+    web.post(
+        url(Alert, "changelist"),
+        {"action": "resolve", "_selected_action": [alert.pk], "apply": "yes", "note": "Checked: a real over-claim."},
+    )
     alert.refresh_from_db()
     assert alert.status == Alert.Status.RESOLVED and alert.resolved_by == superuser
+    assert alert.resolution_notes == "Checked: a real over-claim."
     assert alert.resolved_at is not None
 
 
