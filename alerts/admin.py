@@ -256,12 +256,15 @@ class AlertAdmin(SimpleHistoryAdmin):
 
     def _decision_page(
         self, request: HttpRequest, queryset: QuerySet[Alert], form: forms.Form, action: str, title: str, submit: str
-    ) -> TemplateResponse:
+    ) -> TemplateResponse | None:
         """The action's intermediate page; it posts back to the changelist with the same filters and
         selection (the ticked ids, or "select all" of every filtered alert)."""
+        count = queryset.count()
+        if not count:  # e.g. ticked rows that another analyst's decision moved out of this filter
+            self.message_user(request, "None of the selected alerts matches the current filters.", messages.WARNING)
+            return None
         if "apply" in request.POST:
             self.message_user(request, "Please correct the errors below.", messages.ERROR)
-        count = queryset.count()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
