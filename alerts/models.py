@@ -3,6 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from reconcile_project.history import history_user
 
 
 class Alert(models.Model):
@@ -63,7 +66,20 @@ class Alert(models.Model):
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution_notes = models.TextField(blank=True)
+    #: The analyst working on it ("assigned to me"); None: nobody yet.
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assigned_alerts", null=True, blank=True
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    #: The latest decision (acknowledge, resolve, re-open, assign): its note, who made it (a username or
+    #: an API key's name: a key is no user) and when. Every earlier one is in the alert's history.
+    decision_note = models.TextField(blank=True)
+    decided_by = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    #: Every save (raise, decision) with who, when, before and after. Occurrence folds use update() and
+    #: are not in it: they are the engine counting repeats, not a change anybody decided.
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["-created_at", "-id"]

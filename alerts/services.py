@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,20 +199,127 @@ def _announce(alert: Alert) -> None:
     ALERT_CREATED_TOTAL.labels(type=alert.alert_type, severity=alert.severity).inc()
 
 
-def alert_acknowledge(*, alert: Alert, user: Any, now: dt.datetime | None = None) -> Alert:
-    if alert.status == Alert.Status.OPEN:
-        alert.status = Alert.Status.ACKNOWLEDGED
-        alert.acknowledged_by = user
-        alert.acknowledged_at = now or timezone.now()
-        alert.save(update_fields=["status", "acknowledged_by", "acknowledged_at"])
-    return alert
+# --- decisions (admin actions and the alerts API) ----------------------------------------------------
+#
+# Each decision locks the alert's row (a worker may be folding an occurrence into it, another analyst
+# deciding on it), saves it with ``save()`` so that django-simple-history records a row with who, when,
+# before and after, and puts the decision and its note in that row's change reason. ``user`` is the
+# person deciding; an API key is no user, so a key's decisions pass ``user=None`` and ``actor`` (its name).
 
 
-def alert_resolve(*, alert: Alert, user: Any, notes: str = "", now: dt.datetime | None = None) -> Alert:
-    if alert.status != Alert.Status.RESOLVED:
-        alert.status = Alert.Status.RESOLVED
-        alert.resolved_by = user
-        alert.resolved_at = now or timezone.now()
-        alert.resolution_notes = notes
-        alert.save(update_fields=["status", "resolved_by", "resolved_at", "resolution_notes"])
-    return alert
+class NoteRequired(ValueError):
+    """A decision that must say why (resolving) was made without a note."""
+
+
+def _actor_of(user: Any, actor: str | None) -> str:
+    if actor:
+        return actor
+    if user is not None:
+        return str(user.get_username())
+    raise ValueError("a decision needs a user or an actor")
+
+
+def _decide(
+    alert: Alert,
+    *,
+    user: Any,
+    actor: str | None,
+    action: str,
+    note: str,
+    now: dt.datetime | None,
+    change: Callable[[Alert, dt.datetime], bool],
+    label: str | None = None,
+) -> Alert:
+    """Lock ``alert``, apply ``change`` (False: nothing to do) and save it with its history row."""
+    now = now or timezone.now()
+    who = _actor_of(user, actor)
+    with transaction.atomic():
+        locked = Alert.objects.select_for_update().get(pk=alert.pk)
+        if not change(locked, now):
+            return locked
+        locked.decision_note = note
+        locked.decided_by = who
+        locked.decided_at = now
+        # simple-history reads these: the acting user (never the request's API key) and the reason.
+        locked._history_user = user  # type: ignore[attr-defined]
+        locked._change_reason = f"{label or action} by {who}" + (f": {note}" if note else "")  # type: ignore[attr-defined]
+        locked._history_date = now  # type: ignore[attr-defined]
+        locked.save()
+    audit.info(
+        f"Business event: alert_{action}",
+        extra={"event": f"alert_{action}", "alert_id": locked.pk, "status": locked.status, "actor": who},
+    )
+    return locked
+
+
+def alert_acknowledge(
+    *, alert: Alert, user: Any, actor: str | None = None, note: str = "", now: dt.datetime | None = None
+) -> Alert:
+    """OPEN → ACKNOWLEDGED (someone is on it). Any other status: unchanged."""
+
+    def change(a: Alert, at: dt.datetime) -> bool:
+        if a.status != Alert.Status.OPEN:
+            return False
+        a.status = Alert.Status.ACKNOWLEDGED
+        a.acknowledged_by = user
+        a.acknowledged_at = at
+        return True
+
+    return _decide(alert, user=user, actor=actor, action="acknowledged", note=note, now=now, change=change)
+
+
+def alert_resolve(
+    *, alert: Alert, user: Any, note: str, actor: str | None = None, now: dt.datetime | None = None
+) -> Alert:
+    """→ RESOLVED, saying why (``note`` is required: the decision must be defensible later)."""
+    if not note.strip():
+        raise NoteRequired("Resolving an alert needs a note saying why.")
+
+    def change(a: Alert, at: dt.datetime) -> bool:
+        if a.status == Alert.Status.RESOLVED:
+            return False
+        a.status = Alert.Status.RESOLVED
+        a.resolved_by = user
+        a.resolved_at = at
+        a.resolution_notes = note
+        return True
+
+    return _decide(alert, user=user, actor=actor, action="resolved", note=note, now=now, change=change)
+
+
+def alert_reopen(
+    *, alert: Alert, user: Any, actor: str | None = None, note: str = "", now: dt.datetime | None = None
+) -> Alert:
+    """ACKNOWLEDGED or RESOLVED → OPEN; the earlier acknowledgement and resolution stay in the history."""
+
+    def change(a: Alert, at: dt.datetime) -> bool:
+        if a.status == Alert.Status.OPEN:
+            return False
+        a.status = Alert.Status.OPEN
+        a.acknowledged_by = a.acknowledged_at = a.resolved_by = a.resolved_at = None
+        a.resolution_notes = ""
+        return True
+
+    return _decide(alert, user=user, actor=actor, action="reopened", note=note, now=now, change=change)
+
+
+def alert_assign(
+    *,
+    alert: Alert,
+    assignee: Any,
+    user: Any,
+    actor: str | None = None,
+    note: str = "",
+    now: dt.datetime | None = None,
+) -> Alert:
+    """Give the alert to ``assignee`` (None: unassign). The status is not changed."""
+
+    def change(a: Alert, at: dt.datetime) -> bool:
+        if a.assigned_to_id == (assignee.pk if assignee is not None else None):
+            return False
+        a.assigned_to = assignee
+        a.assigned_at = at if assignee is not None else None
+        return True
+
+    label = f"assigned to {assignee.get_username() if assignee is not None else 'nobody'}"
+    return _decide(alert, user=user, actor=actor, action="assigned", label=label, note=note, now=now, change=change)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
 
 from platforms.models import Platform
 
 
 @admin.register(Platform)
-class PlatformAdmin(admin.ModelAdmin):
+class PlatformAdmin(SimpleHistoryAdmin):  # History: who changed the config, when
     list_display = ("slug", "name", "is_active", "api_base_url", "breaker_state")
     list_filter = ("is_active",)
     search_fields = ("slug", "name")

@@ -6,6 +6,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from simple_history.models import HistoricalRecords
+
+from reconcile_project.history import history_user
 
 #: The keys ``Platform.config`` may hold; anything else is a typo that would silently do nothing.
 CONFIG_KEYS = frozenset({"quota_rps"})
@@ -67,6 +70,7 @@ class Platform(models.Model):
         "a number above 0; absent: the global default).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_user)  # audit trail: config, base URL, active flag
 
     class Meta:
         ordering = ["slug"]

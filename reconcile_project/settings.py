@@ -95,6 +95,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI and ReDoc as static files of a pinned package: /api/docs/ works offline, no CDN.
     "drf_spectacular_sidecar",
+    # Who changed an alert, an affiliate, a campaign or a platform, when, before and after (audit trail).
+    "simple_history",
     "reconciliation",
     "platforms",
     "alerts",
@@ -112,6 +114,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -260,6 +263,11 @@ BULK_IMPORT_MAX_ROWS = env_int("BULK_IMPORT_MAX_ROWS", 20_000)
 for _name in ("BULK_IMPORT_MAX_BYTES", "BULK_IMPORT_MAX_ROWS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}: expected a positive integer, got {globals()[_name]}")
+
+# Audit trail (django-simple-history): a decision's note can be longer than 100 characters; a revert from
+# the history page would change an alert or a platform around the services that record why, so none.
+SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 REST_FRAMEWORK = {
     # API keys (Authorization: Bearer <key>) first, so a missing key is a 401 with WWW-Authenticate.

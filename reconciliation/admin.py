@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
 from rest_framework_api_key.admin import APIKeyModelAdmin
+from simple_history.admin import SimpleHistoryAdmin
 
 from reconciliation import models
 from reconciliation.services import bulk
@@ -52,7 +53,7 @@ class ClientAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.Affiliate)
-class AffiliateAdmin(admin.ModelAdmin):
+class AffiliateAdmin(SimpleHistoryAdmin):  # History: who changed the active flag, when
     list_display = ("name", "email", "trust_score", "total_submissions", "accurate_submissions", "is_active")
     list_filter = ("is_active",)
     search_fields = ("name", "email", "chat_user_id")
@@ -132,7 +133,7 @@ class ClientAPIKeyAdmin(APIKeyModelAdmin):
 
 
 @admin.register(models.Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(SimpleHistoryAdmin):  # History: who changed the rule overrides, when
     list_display = ("name", "client", "status", "start_date", "end_date", "recheck_interval_hours")
     list_filter = ("status", "platforms")
     search_fields = ("name", "client__name")

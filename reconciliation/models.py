@@ -16,8 +16,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
+from simple_history.models import HistoricalRecords
 
 from reconcile_project.config import OVERRIDABLE, RuleOverrideError, RuleSet, build_ruleset
+from reconcile_project.history import history_user
 from reconciliation.rules import Status
 
 INITIAL_TRUST = Decimal("0.5000")
@@ -48,6 +50,8 @@ class Affiliate(models.Model):
     is_active = models.BooleanField(default=True)
     chat_user_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    #: Audit trail of saves (the active flag); trust moves by update() and is recorded in the trust ledger.
+    history = HistoricalRecords(get_user=history_user)
 
     class Meta:
         ordering = ["name"]
@@ -114,6 +118,7 @@ class Campaign(models.Model):
     recheck_interval_hours = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
     recheck_window_days = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
     created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_user)  # audit trail: rule overrides, status, dates
 
     class Meta:
         ordering = ["-created_at"]

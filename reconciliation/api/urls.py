@@ -13,6 +13,7 @@ from typing import Any
 from django.urls import URLPattern, path, register_converter
 from rest_framework.views import APIView
 
+from alerts import api as alerts_api
 from chat.api import ChatLinkCodeView
 from reconciliation.api import (
     bulk,
@@ -62,4 +63,9 @@ urlpatterns = [
     *either_slash("campaigns/<api_id:campaign_id>/reports/", views.CampaignReportsView, "campaign-reports"),
     *either_slash("campaigns/<api_id:campaign_id>/statement", statements.CampaignStatementView, "campaign-statement"),
     *either_slash("reconciliation/run", views.ReconciliationRunView, "reconciliation-run"),
+    *either_slash("alerts/", alerts_api.AlertListView, "alerts"),
+    *either_slash("alerts/<api_id:alert_id>", alerts_api.AlertDetailView, "alert-detail"),
+    *either_slash("alerts/<api_id:alert_id>/acknowledge", alerts_api.AlertAcknowledgeView, "alert-acknowledge"),
+    *either_slash("alerts/<api_id:alert_id>/resolve", alerts_api.AlertResolveView, "alert-resolve"),
+    *either_slash("alerts/<api_id:alert_id>/reopen", alerts_api.AlertReopenView, "alert-reopen"),
 ]

@@ -20,8 +20,8 @@ file while the CSV is written, then copied in, so each table is read once and bo
 rows. Outside a transaction the whole export reads one REPEATABLE READ snapshot, so a claim submitted
 mid-export cannot appear in ``attempts`` without its row in ``claims``.
 
-There is no alert history table: ``alerts`` carries each alert's lifecycle fields (who acknowledged and
-resolved it, when, the notes) as they are now.
+``alerts`` carries each alert's lifecycle fields as they are now; ``alert_history`` and ``profile_history``
+hold every recorded earlier state (django-simple-history's audit trail).
 """
 
 from __future__ import annotations
@@ -224,6 +224,11 @@ TABLES: tuple[Table, ...] = (
             "resolved_by__username",
             "resolved_at",
             "resolution_notes",
+            "assigned_to__username",
+            "assigned_at",
+            "decision_note",
+            "decided_by",
+            "decided_at",
         ),
         # The affiliate's own alerts, and any raised about one of its claims.
         lambda a: Alert.objects.filter(Q(affiliate=a) | Q(report__post__affiliate=a)).order_by("id"),
@@ -231,7 +236,46 @@ TABLES: tuple[Table, ...] = (
             "platform_id": "platform",
             "acknowledged_by__username": "acknowledged_by",
             "resolved_by__username": "resolved_by",
+            "assigned_to__username": "assigned_to",
         },
+    ),
+    Table(
+        # Every recorded state of those alerts (the audit trail: who changed what, when, and why).
+        "alert_history",
+        (
+            "history_id",
+            "id",
+            "history_date",
+            "history_type",
+            "history_user__username",
+            "history_change_reason",
+            "status",
+            "severity",
+            "occurrence_count",
+            "assigned_to_id",
+            "decision_note",
+            "decided_by",
+            "decided_at",
+        ),
+        lambda a: Alert.history.filter(Q(affiliate_id=a.pk) | Q(report__post__affiliate=a)).order_by("history_id"),
+        headers={"id": "alert_id", "history_user__username": "changed_by", "history_change_reason": "reason"},
+    ),
+    Table(
+        # Every recorded state of the profile (suspensions, throttles, edits in the admin).
+        "profile_history",
+        (
+            "history_id",
+            "history_date",
+            "history_type",
+            "history_user__username",
+            "history_change_reason",
+            "name",
+            "email",
+            "trust_score",
+            "is_active",
+        ),
+        lambda a: Affiliate.history.filter(id=a.pk).order_by("history_id"),
+        headers={"history_user__username": "changed_by", "history_change_reason": "reason"},
     ),
     Table(
         "chat_identities",
@@ -419,7 +463,7 @@ def affiliate_export(
             "notes": [
                 "Datetimes are ISO 8601 in UTC; decimals are exact strings in the JSON files.",
                 "CSV cells starting with = + - @ (tab, CR) that are not plain numbers are prefixed with '.",
-                "alerts: lifecycle fields as they are now; there is no separate alert history table.",
+                "alerts: lifecycle fields as they are now; alert_history and profile_history hold every earlier state.",
                 "api_keys: prefix and dates only; secrets are stored hashed and never exported.",
             ],
         }

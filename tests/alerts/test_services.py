@@ -143,7 +143,7 @@ def test_storm_guard_never_folds_into_a_resolved_alert() -> None:
     for _ in range(2):
         raise_alert("MISSING_DATA", "MEDIUM", affiliate_id=affiliate.pk, settings=settings)
     for alert in Alert.objects.filter(affiliate=affiliate):
-        alert_resolve(alert=alert, user=None, notes="handled")
+        alert_resolve(alert=alert, user=None, actor="test", note="handled")
     reopened = raise_alert("MISSING_DATA", "MEDIUM", affiliate_id=affiliate.pk, settings=settings)
     assert reopened.created and reopened.alert.status == "OPEN"
     folded = raise_alert("MISSING_DATA", "MEDIUM", affiliate_id=affiliate.pk, settings=settings)

@@ -104,6 +104,11 @@ def test_schema_document_is_served_and_valid(client: Any) -> None:
         "/api/v1/campaigns/{campaign_id}/reports/",
         "/api/v1/campaigns/{campaign_id}/statement",
         "/api/v1/reconciliation/run",
+        "/api/v1/alerts/",
+        "/api/v1/alerts/{alert_id}",
+        "/api/v1/alerts/{alert_id}/acknowledge",
+        "/api/v1/alerts/{alert_id}/resolve",
+        "/api/v1/alerts/{alert_id}/reopen",
     } <= paths
     assert document["components"]["securitySchemes"]["BearerApiKey"] == {
         "type": "http",
@@ -134,7 +139,7 @@ def test_swagger_ui_page_renders(client: Any) -> None:
 def _key_for(path: str, world: World) -> str:
     if path.startswith("/api/v1/campaigns"):
         return world.client_key
-    if path.startswith("/api/v1/reconciliation") or path.endswith("/export"):
+    if path.startswith(("/api/v1/reconciliation", "/api/v1/alerts")) or path.endswith("/export"):
         return world.staff_key
     return world.owner_key
 
@@ -147,16 +152,23 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(generous_lim
         for n in ("st1", "st2")
     ]
     assert [r.status_code for r in created] == [201, 201]
+    alerts = [factories.alert(report_id=r.json()["report_id"], affiliate=world.owner) for r in created]
     real_ids = {
         "post_id": created[0].json()["post_id"],
         "report_id": created[0].json()["report_id"],
         "campaign_id": world.campaign.pk,
         "affiliate_id": world.owner.pk,
+        "alert_id": alerts[0].pk,
     }
     # A cursor is a reference the API issued, like an id: positive cases page with real ones.
     cursors = {
         path: _next_cursor(api, path.format(**real_ids), _key_for(path, world))
-        for path in ("/api/v1/submissions/", "/api/v1/campaigns/", "/api/v1/campaigns/{campaign_id}/reports/")
+        for path in (
+            "/api/v1/submissions/",
+            "/api/v1/campaigns/",
+            "/api/v1/campaigns/{campaign_id}/reports/",
+            "/api/v1/alerts/",
+        )
     }
 
     with in_process_wsgi() as wsgi_app:
@@ -164,7 +176,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(generous_lim
         seen = _fuzz(schema, world, real_ids, cursors)
 
     # Every operation was reached and succeeded at least once (not only 4xx).
-    assert len(seen) == 14, sorted(seen)
+    assert len(seen) == 19, sorted(seen)
     for label, statuses in seen.items():
         assert statuses & {200, 201, 202}, (label, statuses)
 

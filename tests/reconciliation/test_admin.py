@@ -199,9 +199,19 @@ def test_acknowledge_and_resolve_actions_move_the_alert_through_its_lifecycle(
     assert alert.acknowledged_at is not None
 
     act(web, "acknowledge", alert)  # a second acknowledgement changes nothing
-    act(web, "resolve", alert)
+    # The queue lists open alerts unless told otherwise: an acknowledged one is acted on from "all".
+    queue = url(Alert, "changelist") + "?status=all"
+    asked = web.post(queue, {"action": "resolve", "_selected_action": [alert.pk]})
+    assert asked.status_code == 200 and b"<textarea" in asked.content  # resolving first asks for a note
+    alert.refresh_from_db()
+    assert alert.status == Alert.Status.ACKNOWLEDGED
+    web.post(
+        queue,
+        {"action": "resolve", "_selected_action": [alert.pk], "apply": "yes", "note": "Checked: a real over-claim."},
+    )
     alert.refresh_from_db()
     assert alert.status == Alert.Status.RESOLVED and alert.resolved_by == superuser
+    assert alert.resolution_notes == "Checked: a real over-claim."
     assert alert.resolved_at is not None
 
 

@@ -22,6 +22,7 @@ from typing import Any, cast
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, ManagementUtility, call_command
+from django.db.models import Q
 from django.utils import timezone
 
 from alerts.models import Alert
@@ -98,7 +99,7 @@ def full_trail(tag: str, analyst: Any) -> Trail:
     alert = Alert.objects.filter(report__post__affiliate=affiliate).order_by("id").first()
     assert alert is not None, "the over-claim raised no alert"
     alert_acknowledge(alert=alert, user=analyst, now=NOW)
-    alert_resolve(alert=alert, user=analyst, notes="@SUM(A1) confirmed with the platform", now=NOW)
+    alert_resolve(alert=alert, user=analyst, note="@SUM(A1) confirmed with the platform", now=NOW)
     IdempotencyKey.objects.create(
         owner_kind=IdempotencyKey.OwnerKind.AFFILIATE_KEY,
         owner_id=str(keys[0][0].pk),
@@ -165,13 +166,23 @@ def expected_ids(affiliate: Affiliate) -> dict[str, set[str]]:
         "trust_events": ids(TrustEvent.objects.filter(affiliate=affiliate)),
         "alerts": ids(Alert.objects.filter(affiliate=affiliate))
         | ids(Alert.objects.filter(report__post__affiliate=affiliate)),
+        "alert_history": ids(
+            Alert.history.filter(Q(affiliate_id=affiliate.pk) | Q(report__post__affiliate=affiliate)), "history_id"
+        ),
+        "profile_history": ids(Affiliate.history.filter(id=affiliate.pk), "history_id"),
         "chat_identities": ids(ChatIdentity.objects.filter(affiliate=affiliate)),
         "chat_link_codes": ids(ChatLinkCode.objects.filter(affiliate=affiliate)),
         "idempotency_keys": {f"{affiliate.email.split('@')[0]}-idempotency"},
     }
 
 
-KEY_COLUMN = {"api_keys": "prefix", "verdicts": "report_id", "idempotency_keys": "key"}
+KEY_COLUMN = {
+    "alert_history": "history_id",
+    "profile_history": "history_id",
+    "api_keys": "prefix",
+    "verdicts": "report_id",
+    "idempotency_keys": "key",
+}
 
 
 def test_the_archive_holds_every_row_of_the_affiliate_and_none_of_the_other(

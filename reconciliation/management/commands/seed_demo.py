@@ -1,4 +1,5 @@
-"""Idempotent demo data: the six platforms, a client, two campaigns, three affiliates, a staff user.
+"""Idempotent demo data: the six platforms, a client, two campaigns, three affiliates, the roles and three
+logins (``admin``, a superuser; ``analyst`` in risk_analyst; ``ops`` in ops).
 
 Plaintext API keys exist only at creation. So that `make run` and `manage.py demo` can use them on every
 start, the demo keys are written to ``var/demo_keys.json`` (mode 0600) — development only; the command
@@ -15,11 +16,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
 from platforms.models import Platform
+from reconciliation.management.commands.setup_roles import setup_roles
 from reconciliation.models import Affiliate, AffiliateAPIKey, Campaign, Client, ClientAPIKey
 
 PLATFORMS = [
@@ -41,6 +44,11 @@ AFFILIATES = [
     ("Carol Clips", "carol@example.com"),
 ]
 ADMIN_USERNAME = "admin"
+#: Staff logins that are not superusers: (username, group, password variable, default password).
+ROLE_LOGINS = [
+    ("analyst", "risk_analyst", "DEMO_ANALYST_PASSWORD", "demo-analyst-pass"),
+    ("ops", "ops", "DEMO_OPS_PASSWORD", "demo-ops-pass"),
+]
 
 
 def keys_path() -> Path:
@@ -79,6 +87,17 @@ class Command(BaseCommand):
             if created:
                 user.set_password(password)
                 user.save()
+            setup_roles()
+            logins = [(ADMIN_USERNAME, password if created else None)]
+            for username, group, variable, default in ROLE_LOGINS:
+                login, login_created = user_model.objects.get_or_create(
+                    username=username, defaults={"is_staff": True, "email": f"{username}@example.com"}
+                )
+                if login_created:
+                    login.set_password(os.environ.get(variable, default))
+                    login.save()
+                login.groups.add(Group.objects.get(name=group))
+                logins.append((username, os.environ.get(variable, default) if login_created else None))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(keys, indent=2))
         path.chmod(0o600)
@@ -90,8 +109,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  campaign {campaign.pk}: {campaign.name} [{on}]")
         for email, key in keys.items():
             self.stdout.write(f"  API key {email}: {key}")
-        pw = password if created else "(unchanged since it was created)"
-        self.stdout.write(f"  admin login: {ADMIN_USERNAME} / {pw}")
+        for username, pw in logins:
+            self.stdout.write(f"  {username} login: {username} / {pw or '(unchanged since it was created)'}")
         self.stdout.write(f"  keys saved to {path}")
 
     @staticmethod
