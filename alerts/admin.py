@@ -7,14 +7,16 @@ An alert is evidence of what the engine concluded; its state changes only throug
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from alerts import services
 from alerts.models import Alert
+from alerts.selectors import alert_decision
 
 
 @admin.register(Alert)
@@ -79,3 +81,16 @@ class AlertAdmin(admin.ModelAdmin):
                 if decide(alert).status == to and before != to:
                     changed += 1
         return changed
+
+    # --- The alert's page, made for a decision (alerts/templates/admin/alerts/alert/decision.html) ---------
+
+    change_form_template = "admin/alerts/alert/decision.html"
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The stock read-only page, preceded by everything the decision needs (``alert_decision``)."""
+        context = dict(extra_context or {})
+        if str(object_id).isdigit():
+            context["decision"] = alert_decision(alert_id=int(object_id))
+        return super().change_view(request, object_id, form_url, extra_context=context)

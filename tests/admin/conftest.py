@@ -1,0 +1,41 @@
+"""The analysts' admin pages through Django's test client, logged in as a staff superuser."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from platforms.adapters.base import PlatformMetrics
+from platforms.fetcher import FetchOutcome
+from reconciliation.models import AffiliateReport
+from reconciliation.services.attempts import attempt_run
+
+
+@pytest.fixture
+def admin_user(db: None) -> Any:
+    return get_user_model().objects.create_superuser("boss", "boss@example.com", "pw-boss-1")
+
+
+@pytest.fixture
+def browser(admin_user: Any) -> Client:
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def ok(views: int | None = 1000, clicks: int | None = 50, conversions: int | None = 5) -> FetchOutcome:
+    metrics = PlatformMetrics(views, clicks, conversions, raw={"sandbox": True})
+    return FetchOutcome(metrics=metrics, missing_fields=metrics.missing_fields(), attempts=1, duration_seconds=0.01)
+
+
+def failed(code: str = "not_found") -> FetchOutcome:
+    return FetchOutcome(metrics=None, error_code=code, error_message=code, attempts=1)
+
+
+def run(report: AffiliateReport, outcome: FetchOutcome, now: dt.datetime) -> Any:
+    """One attempt of the real protocol with a fake platform answer (as tests/reconciliation/test_attempts.py)."""
+    return attempt_run(report_id=report.pk, worker="test", fetcher=lambda _c: outcome, clock=lambda: now)
