@@ -23,6 +23,7 @@ register = template.Library()
 BADGE_COLOURS = {
     # Good
     "MATCHED": "#2e7d32",
+    "ACTIVE": "#2e7d32",
     "SUCCESS": "#2e7d32",
     "RESOLVED": "#2e7d32",
     "high_trust": "#2e7d32",
@@ -50,6 +51,10 @@ BADGE_COLOURS = {
     "DISCARDED": "#6a1b9a",
     "OPEN_BREAKER": "#c62828",
     "CRITICAL": "#8e0000",
+    "REVOKED": "#8e0000",
+    "THROTTLE": "#ef6c00",
+    "SUSPEND": "#8e0000",
+    "REINSTATE": "#2e7d32",
     "AFFILIATE_OVERCLAIMED": "#8e0000",
     "critical": "#8e0000",
     "SUSPENDED": "#8e0000",
@@ -163,8 +168,7 @@ def bar_svg(points: Sequence[Point], *, caption: str, width: int = 640, height: 
         h = (height - 2 * pad) * _number(value) / top
         bars.append(
             format_html(
-                '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690">'
-                "<title>{}: {}</title></rect>",
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}: {}</title></rect>',
                 f"{pad + i * step + 1:.1f}",
                 f"{height - pad - h:.1f}",
                 f"{max(step - 2, 1):.1f}",

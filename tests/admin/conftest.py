@@ -39,3 +39,16 @@ def failed(code: str = "not_found") -> FetchOutcome:
 def run(report: AffiliateReport, outcome: FetchOutcome, now: dt.datetime) -> Any:
     """One attempt of the real protocol with a fake platform answer (as tests/reconciliation/test_attempts.py)."""
     return attempt_run(report_id=report.pk, worker="test", fetcher=lambda _c: outcome, clock=lambda: now)
+
+
+@pytest.fixture(autouse=True)
+def no_affiliate_limits_carried_over() -> None:
+    """A throttled affiliate's submissions are counted per affiliate id, and ids restart with each test
+    database: drop the counts an earlier run left in the test Redis."""
+    from reconcile_project.redis import get_redis
+    from reconciliation.api.throttling import KEY_PREFIX
+
+    client = get_redis()
+    keys = list(client.scan_iter(match=f"{KEY_PREFIX}:submission:affiliate:*", count=500))
+    if keys:
+        client.delete(*keys)

@@ -45,7 +45,10 @@ def test_the_claim_and_each_snapshot_side_by_side_with_the_rule_that_fired(brows
     table = html.split('id="comparisons"')[1].split("</table>")[0]
     assert f"#{snapshot.pk}" in table
     # views: claimed 1000, platform 500, +100 %; clicks and conversions equal: +0 %.
-    assert re.search(r"<td>views</td><td class=\"num\">1000</td><td class=\"num\">500</td>\s*<td class=\"num risk-over\">\+100 %</td>", table)
+    assert re.search(
+        r"<td>views</td><td class=\"num\">1000</td><td class=\"num\">500</td>\s*<td class=\"num risk-over\">\+100 %</td>",
+        table,
+    )
     assert "AFFILIATE OVERCLAIMED" in table and "CRITICAL" in table
     # Growth allowance for the two hours between claim and fetch: G = 1 + 0.10 × 2.
     assert "×1.200" in table
@@ -84,8 +87,9 @@ def test_affiliate_trust_other_alerts_recent_claims_and_escalations(browser: Cli
     affiliate = Affiliate.objects.get(pk=overclaim.report.post.affiliate_id)
     other_report = factories.report(post=factories.post(affiliate=affiliate))
     other = factories.alert(affiliate=affiliate, report=other_report, title="another one")
-    escalation = factories.alert(affiliate=affiliate, escalated_from=overclaim, severity=Alert.Severity.CRITICAL,
-                                 alert_type=Alert.Type.LOW_TRUST)
+    escalation = factories.alert(
+        affiliate=affiliate, escalated_from=overclaim, severity=Alert.Severity.CRITICAL, alert_type=Alert.Type.LOW_TRUST
+    )
     Alert.objects.filter(pk=overclaim.pk).update(occurrence_count=3)
     html = page(browser, overclaim)
 
@@ -103,7 +107,7 @@ def test_affiliate_trust_other_alerts_recent_claims_and_escalations(browser: Cli
     assert f"/admin/alerts/alert/{escalation.pk}/change/" in links
     assert 'id="occurrence-count">3<' in html
     back = page(browser, escalation)
-    assert f"Escalated from <a href=\"/admin/alerts/alert/{overclaim.pk}/change/\"" in back
+    assert f'Escalated from <a href="/admin/alerts/alert/{overclaim.pk}/change/"' in back
 
 
 def test_history_block_shows_the_alerts_changes_when_recorded(browser: Client, overclaim: Alert) -> None:
