@@ -46,7 +46,8 @@ def test_the_claim_and_each_snapshot_side_by_side_with_the_rule_that_fired(brows
     assert f"#{snapshot.pk}" in table
     # views: claimed 1000, platform 500, +100 %; clicks and conversions equal: +0 %.
     assert re.search(
-        r"<td>views</td><td class=\"num\">1000</td><td class=\"num\">500</td>\s*<td class=\"num risk-over\">\+100 %</td>",
+        r"<td>views</td><td class=\"num\">1000</td><td class=\"num\">500</td>"
+        r"\s*<td class=\"num risk-over\">\+100 %</td>",
         table,
     )
     assert "AFFILIATE OVERCLAIMED" in table and "CRITICAL" in table
