@@ -24,6 +24,7 @@ BADGE_COLOURS = {
     # Good
     "MATCHED": "#2e7d32",
     "ACTIVE": "#2e7d32",
+    "CLOSED": "#2e7d32",
     "SUCCESS": "#2e7d32",
     "RESOLVED": "#2e7d32",
     "high_trust": "#2e7d32",
