@@ -264,14 +264,92 @@ class CampaignAdmin(admin.ModelAdmin):
     list_select_related = ("client",)
 
 
+class BoundedChoiceFilter(admin.SimpleListFilter):
+    """Filter by a related row's id, offering a bounded list of choices (a table of 20,000 affiliates would not
+    fit a filter sidebar); any id works from a link, e.g. ``?affiliate=12`` from an affiliate's page."""
+
+    #: The lookup path from the listed model to the related row's id.
+    path: str
+    model: type[Model]
+    order_by: tuple[str, ...] = ("-id",)
+    choices_shown = 15
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        rows = list(self.model._default_manager.order_by(*self.order_by)[: self.choices_shown])
+        selected = self.value()
+        if selected and selected.isdigit() and all(str(r.pk) != selected for r in rows):
+            rows += list(self.model._default_manager.filter(pk=int(selected)))
+        return [(str(r.pk), str(getattr(r, "name", r))) for r in rows]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(**{self.path: int(value)})
+        return queryset
+
+
+def affiliate_filter(path: str) -> type[BoundedChoiceFilter]:
+    """By affiliate; the choices shown are the lowest-trust ones (those an analyst looks for)."""
+    return type(
+        "AffiliateFilter",
+        (BoundedChoiceFilter,),
+        {
+            "title": "affiliate (lowest trust)",
+            "parameter_name": "affiliate",
+            "path": path,
+            "model": models.Affiliate,
+            "order_by": ("trust_score", "id"),
+        },
+    )
+
+
+def campaign_filter(path: str) -> type[BoundedChoiceFilter]:
+    return type(
+        "CampaignFilter",
+        (BoundedChoiceFilter,),
+        {
+            "title": "campaign (latest)",
+            "parameter_name": "campaign",
+            "path": path,
+            "model": models.Campaign,
+            "order_by": ("-created_at", "-id"),
+        },
+    )
+
+
+def admin_link(obj: Model | None, text: Any = None) -> str:
+    """A link to ``obj``'s admin page, labelled ``text`` (default: ``str(obj)``); ``-`` for none."""
+    if obj is None:
+        return "-"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
+
+
 @admin.register(models.Post)
 class PostAdmin(EvidenceAdmin):
     """A post's URL, affiliate and campaign are part of every claim made about it."""
 
-    list_display = ("id", "platform", "platform_post_id", "affiliate", "campaign", "created_at")
-    list_filter = ("platform",)
-    search_fields = ("url", "platform_post_id", "affiliate__email")
-    list_select_related = ("platform", "affiliate", "campaign__client")
+    list_display = ("post", "platform", "affiliate_link", "campaign_link", "created_at")
+    list_filter = (
+        "platform",
+        affiliate_filter("affiliate_id"),
+        campaign_filter("campaign_id"),
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("url", "platform_post_id", "affiliate__email", "affiliate__name")
+    list_select_related = ("platform", "affiliate", "campaign")
+
+    @admin.display(description="post", ordering="url")
+    def post(self, obj: models.Post) -> str:
+        return format_html("{}<br><small>{}</small>", obj.url, obj.platform_post_id)
+
+    @admin.display(description="affiliate", ordering="affiliate__name")
+    def affiliate_link(self, obj: models.Post) -> str:
+        return admin_link(obj.affiliate, obj.affiliate.name)
+
+    @admin.display(description="campaign", ordering="campaign__name")
+    def campaign_link(self, obj: models.Post) -> str:
+        return admin_link(obj.campaign, obj.campaign.name)
 
 
 class ReconciliationLogInline(EvidenceAdminMixin, admin.StackedInline):
@@ -285,64 +363,184 @@ class AttemptInline(EvidenceAdminMixin, admin.TabularInline):
     fields = ("number", "started_at", "finished_at", "outcome", "status", "missing_reason", "duration_ms", "worker")
 
 
+class ClaimColumns:
+    """Columns shared by the lists whose rows belong to a claim (``report_of`` gives the row's report)."""
+
+    @staticmethod
+    def report_of(obj: Any) -> models.AffiliateReport:
+        return obj if isinstance(obj, models.AffiliateReport) else obj.report
+
+    @admin.display(description="claim")
+    def claim(self, obj: Any) -> str:
+        report = self.report_of(obj)
+        return admin_link(report, f"#{report.pk}")
+
+    @admin.display(description="post")
+    def post_link(self, obj: Any) -> str:
+        post = self.report_of(obj).post
+        return format_html("{} · {}", admin_link(post, post.platform.name), post.url)
+
+    @admin.display(description="affiliate")
+    def affiliate_link(self, obj: Any) -> str:
+        affiliate = self.report_of(obj).post.affiliate
+        return admin_link(affiliate, affiliate.name)
+
+    @admin.display(description="campaign")
+    def campaign_link(self, obj: Any) -> str:
+        campaign = self.report_of(obj).post.campaign
+        return admin_link(campaign, campaign.name)
+
+
 @admin.register(models.AffiliateReport)
-class AffiliateReportAdmin(EvidenceAdmin):
+class AffiliateReportAdmin(ClaimColumns, EvidenceAdmin):
     list_display = (
-        "id",
-        "post",
-        "claimed_views",
-        "claimed_clicks",
-        "claimed_conversions",
+        "claim",
+        "post_link",
+        "affiliate_link",
+        "campaign_link",
+        "claimed",
         "submission_method",
         "reconciliation_status",
+        "max_diff",
         "submitted_at",
     )
-    list_filter = ("submission_method", "log__status")
-    search_fields = ("post__url", "post__affiliate__email", "idempotency_key", "request_id")
-    list_select_related = ("post__platform", "log")
+    list_filter = (
+        "log__status",
+        ("post__platform", admin.RelatedOnlyFieldListFilter),
+        affiliate_filter("post__affiliate_id"),
+        campaign_filter("post__campaign_id"),
+        ("submitted_at", admin.DateFieldListFilter),
+        "submission_method",
+    )
+    search_fields = ("post__url", "post__affiliate__email", "post__affiliate__name", "idempotency_key", "request_id")
+    list_select_related = ("post__platform", "post__affiliate", "post__campaign", "log")
     inlines = (ReconciliationLogInline, AttemptInline)
+    actions = ("rerun",)
+
+    @admin.display(description="claimed views / clicks / conv.")
+    def claimed(self, obj: models.AffiliateReport) -> str:
+        return f"{obj.claimed_views} / {obj.claimed_clicks} / {obj.claimed_conversions}"
 
     @admin.display(description="status", ordering="log__status")
     def reconciliation_status(self, obj: models.AffiliateReport) -> str:
         log = getattr(obj, "log", None)
-        return log.status if log else "-"
+        return badge_html(log.status if log else None)
+
+    @admin.display(description="max diff", ordering="log__max_diff_pct")
+    def max_diff(self, obj: models.AffiliateReport) -> str:
+        log = getattr(obj, "log", None)
+        return format_pct(log.max_diff_pct if log else None)
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        # A re-run writes no evidence (it makes the reports due; the attempt is new evidence), but it is an
+        # ops decision: the permission to change reconciliation logs.
+        return request.user.has_perm("reconciliation.change_reconciliationlog")
+
+    @admin.action(description="Re-run reconciliation for selected reports", permissions=["rerun"])
+    def rerun(self, request: HttpRequest, queryset: QuerySet[models.AffiliateReport]) -> None:
+        ids = list(queryset.values_list("pk", flat=True)[:10_000])
+        reopened = affiliate_services.reports_rerun(report_ids=ids)
+        skipped = len(ids) - len(reopened)
+        self.message_user(
+            request,
+            f"{len(reopened)} report(s) queued for reconciliation"
+            + (f"; {skipped} skipped (an attempt is running)" if skipped else "")
+            + ".",
+        )
 
 
 @admin.register(models.ReconciliationLog)
-class ReconciliationLogAdmin(EvidenceAdmin):
+class ReconciliationLogAdmin(ClaimColumns, EvidenceAdmin):
     list_display = (
-        "report",
-        "status",
-        "discrepancy_level",
-        "max_diff_pct",
-        "confidence_ratio",
+        "claim",
+        "affiliate_link",
+        "campaign_link",
+        "status_badge",
+        "level",
+        "max_diff",
+        "confidence",
         "missing_reason",
         "attempt_count",
         "next_attempt_at",
         "terminal",
     )
-    list_filter = ("status", "discrepancy_level", "missing_reason", "terminal")
+    list_filter = (
+        "status",
+        "discrepancy_level",
+        "missing_reason",
+        "terminal",
+        ("report__post__platform", admin.RelatedOnlyFieldListFilter),
+        affiliate_filter("report__post__affiliate_id"),
+        campaign_filter("report__post__campaign_id"),
+        ("report__submitted_at", admin.DateFieldListFilter),
+    )
     search_fields = ("report__id", "report__post__url")
-    list_select_related = ("report",)
+    list_select_related = ("report__post__platform", "report__post__affiliate", "report__post__campaign")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: models.ReconciliationLog) -> str:
+        return badge_html(obj.status)
+
+    @admin.display(description="level", ordering="discrepancy_level")
+    def level(self, obj: models.ReconciliationLog) -> str:
+        return badge_html(obj.discrepancy_level)
+
+    @admin.display(description="max diff", ordering="max_diff_pct")
+    def max_diff(self, obj: models.ReconciliationLog) -> str:
+        return format_pct(obj.max_diff_pct)
+
+    @admin.display(description="confidence", ordering="confidence_ratio")
+    def confidence(self, obj: models.ReconciliationLog) -> str:
+        return format_pct(obj.confidence_ratio, signed=False)
 
 
 @admin.register(models.ReconciliationAttempt)
-class ReconciliationAttemptAdmin(EvidenceAdmin):
-    list_display = ("report", "number", "outcome", "status", "missing_reason", "duration_ms", "worker", "started_at")
-    list_filter = ("outcome", "missing_reason", "is_recheck")
+class ReconciliationAttemptAdmin(ClaimColumns, EvidenceAdmin):
+    list_display = ("claim", "number", "outcome_badge", "status_badge", "missing_reason", "duration_ms", "started_at")
+    list_filter = (
+        "outcome",
+        "missing_reason",
+        "is_recheck",
+        ("report__post__platform", admin.RelatedOnlyFieldListFilter),
+        affiliate_filter("report__post__affiliate_id"),
+        ("started_at", admin.DateFieldListFilter),
+    )
     search_fields = ("report__id", "worker")
+    list_select_related = ("report",)
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_badge(self, obj: models.ReconciliationAttempt) -> str:
+        return badge_html(obj.outcome)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: models.ReconciliationAttempt) -> str:
+        return badge_html(obj.status)
 
 
 @admin.register(models.PlatformReport)
 class PlatformReportAdmin(EvidenceAdmin):
     list_display = ("post", "platform", "views", "clicks", "conversions", "fetched_at")
-    list_filter = ("platform",)
-    list_select_related = ("platform",)
+    list_filter = ("platform", ("fetched_at", admin.DateFieldListFilter))
+    list_select_related = ("platform", "post__platform")
 
 
 @admin.register(models.TrustEvent)
-class TrustEventAdmin(EvidenceAdmin):
-    list_display = ("affiliate", "event", "delta", "effective_delta", "score_after", "report", "created_at")
-    list_filter = ("event",)
-    search_fields = ("affiliate__email", "report__id")
-    list_select_related = ("affiliate",)
+class TrustEventAdmin(ClaimColumns, EvidenceAdmin):
+    list_display = ("created_at", "affiliate_link", "event_badge", "delta", "effective_delta", "score_after", "claim")
+    list_filter = (
+        "event",
+        affiliate_filter("affiliate_id"),
+        ("report__post__platform", admin.RelatedOnlyFieldListFilter),
+        campaign_filter("report__post__campaign_id"),
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("affiliate__email", "affiliate__name", "report__id")
+    list_select_related = ("affiliate", "report")
+
+    @admin.display(description="affiliate", ordering="affiliate__name")
+    def affiliate_link(self, obj: models.TrustEvent) -> str:
+        return admin_link(obj.affiliate, obj.affiliate.name)
+
+    @admin.display(description="event", ordering="event")
+    def event_badge(self, obj: models.TrustEvent) -> str:
+        return badge_html(obj.event)

@@ -222,7 +222,8 @@ class Post(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.platform_id}:{self.platform_post_id} by affiliate {self.affiliate_id}"
+        # Readable wherever a post is named (the admin's lists and pages select the platform with it).
+        return f"{self.platform.name} post {self.url}"
 
 
 class AffiliateReport(models.Model):
