@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from alerts.models import Alert
 from reconciliation import rules
@@ -180,12 +181,12 @@ def risk_dashboard(
         .order_by()
     ):
         matrix.setdefault(row["alert_type"], dict.fromkeys(severities, 0))[row["severity"]] = row["n"]
-    open_rows = [
-        {"alert_type": t, "counts": [matrix[t][s] for s in severities], "total": sum(matrix[t].values())}
-        for t in sorted(matrix)
+    totals = {t: sum(counts.values()) for t, counts in matrix.items()}
+    open_rows: list[dict[str, Any]] = [
+        {"alert_type": t, "counts": [matrix[t][s] for s in severities], "total": totals[t]} for t in sorted(matrix)
     ]
 
-    start = (now - dt.timedelta(days=days - 1)).date()
+    start = timezone.localdate(now) - dt.timedelta(days=days - 1)
     per_day = dict(
         Alert.objects.filter(created_at__date__gte=start)
         .annotate(day=TruncDate("created_at"))
@@ -197,12 +198,15 @@ def risk_dashboard(
     created = [(f"{day:%m-%d}", per_day.get(day, 0)) for day in (start + dt.timedelta(days=i) for i in range(days))]
 
     week = now - dt.timedelta(days=7)
-    over = list(
-        AffiliateReport.objects.filter(submitted_at__gte=week, log__status=ReconciliationStatus.AFFILIATE_OVERCLAIMED)
+    over: list[dict[str, Any]] = [
+        dict(row)
+        for row in AffiliateReport.objects.filter(
+            submitted_at__gte=week, log__status=ReconciliationStatus.AFFILIATE_OVERCLAIMED
+        )
         .values("post__affiliate_id", "post__affiliate__name", "post__affiliate__trust_score")
         .annotate(n=Count("id"))
         .order_by("-n", "post__affiliate_id")[:top]
-    )
+    ]
 
     logs = ReconciliationLog.objects.filter(report__submitted_at__gte=week)
     platform_rows = list(
@@ -235,7 +239,7 @@ def risk_dashboard(
     return Dashboard(
         open_by_type_severity=open_rows,
         severities=severities,
-        open_total=sum(r["total"] for r in open_rows),
+        open_total=sum(totals.values()),
         created_per_day=created,
         lowest_trust=list(Affiliate.objects.order_by("trust_score", "id")[:top]),
         most_overclaims=over,

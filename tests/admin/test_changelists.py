@@ -74,7 +74,7 @@ def test_rerun_selected_reports(browser: Client, overclaimed: Any) -> None:
     )
     assert response.status_code == 302
     log = ReconciliationLog.objects.get(report=overclaimed)
-    assert log.next_attempt_at < later and not log.terminal
+    assert log.next_attempt_at is not None and log.next_attempt_at < later and not log.terminal
 
 
 def test_evidence_stays_view_only(browser: Client, overclaimed: Any) -> None:

@@ -69,6 +69,7 @@ def test_campaign_overrides_are_the_thresholds_shown(browser: Client) -> None:
 def test_attempts_with_outcomes_and_missing_reasons(browser: Client, overclaim: Alert) -> None:
     html = page(browser, overclaim)
     section = html.split('id="attempts"')[1].split("</table>")[0]
+    assert overclaim.report is not None
     attempts = list(overclaim.report.attempts.order_by("number"))
     assert len(attempts) == 2 and attempts[0].missing_reason
     assert attempts[0].missing_reason in section
@@ -85,7 +86,7 @@ def test_evidence_is_escaped_and_only_http_links_are_links(browser: Client, over
 
 
 def test_affiliate_trust_other_alerts_recent_claims_and_escalations(browser: Client, overclaim: Alert) -> None:
-    affiliate = Affiliate.objects.get(pk=overclaim.report.post.affiliate_id)
+    affiliate = Affiliate.objects.get(pk=overclaim.report.post.affiliate_id)  # type: ignore[union-attr]
     other_report = factories.report(post=factories.post(affiliate=affiliate))
     other = factories.alert(affiliate=affiliate, report=other_report, title="another one")
     escalation = factories.alert(
@@ -123,7 +124,7 @@ def test_history_block_shows_the_alerts_changes_when_recorded(browser: Client, o
 def test_queries_are_bounded_whatever_the_affiliates_history(
     browser: Client, overclaim: Alert, django_assert_max_num_queries: Any
 ) -> None:
-    affiliate = Affiliate.objects.get(pk=overclaim.report.post.affiliate_id)
+    affiliate = Affiliate.objects.get(pk=overclaim.report.post.affiliate_id)  # type: ignore[union-attr]
     for _ in range(15):
         report = factories.report(post=factories.post(affiliate=affiliate), claimed_views=1000)
         run(report, ok(views=500), report.submitted_at + dt.timedelta(minutes=5))
