@@ -18,6 +18,7 @@ from reconciliation.models import (
     Affiliate,
     AffiliateAPIKey,
     AffiliateReport,
+    AffiliateRiskAction,
     ClientAPIKey,
     PlatformReport,
     Post,
@@ -25,12 +26,15 @@ from reconciliation.models import (
     ReconciliationLog,
     TrustEvent,
 )
+from reconciliation.services.affiliates import affiliate_throttle
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 #: What the engine and the submission service write: the admin has no add, edit or delete for them.
 EVIDENCE = (Post, AffiliateReport, ReconciliationLog, ReconciliationAttempt, PlatformReport, TrustEvent, Alert)
+#: Recorded decisions about affiliates (who, when, why) are evidence too.
+EVIDENCE += (AffiliateRiskAction,)
 REGISTERED = sorted(admin.site._registry, key=lambda m: m._meta.label)
 
 
@@ -56,6 +60,7 @@ def trail(superuser: Any) -> dict[str, Any]:
     AffiliateAPIKey.objects.create_key(name="affiliate key", affiliate=report.post.affiliate)
     APIKey.objects.create_key(name="plain key")
     Group.objects.create(name="analysts")
+    affiliate_throttle(affiliate=report.post.affiliate, user=superuser, rate="1/hour", reason="trail")
     return {
         "report": report,
         "affiliate": report.post.affiliate,
