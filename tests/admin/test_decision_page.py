@@ -130,3 +130,15 @@ def test_queries_are_bounded_whatever_the_affiliates_history(
         run(report, ok(views=500), report.submitted_at + dt.timedelta(minutes=5))
     with django_assert_max_num_queries(40):
         page(browser, overclaim)
+
+
+def test_an_alert_without_report_or_affiliate_renders(browser: Client) -> None:
+    outage = factories.alert(
+        alert_type=Alert.Type.PLATFORM_OUTAGE,
+        category=Alert.Category.SYSTEM_HEALTH,
+        platform=factories.platform("tiktok"),
+        title="tiktok is down",
+    )
+    html = page(browser, outage)
+    assert "tiktok is down" in html and 'id="comparisons"' not in html and 'id="affiliate"' not in html
+    assert browser.get("/admin/alerts/alert/999999/change/").status_code == 302  # the admin's "does not exist"

@@ -32,9 +32,17 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 #: What the engine and the submission service write: the admin has no add, edit or delete for them.
-EVIDENCE = (Post, AffiliateReport, ReconciliationLog, ReconciliationAttempt, PlatformReport, TrustEvent, Alert)
 #: Recorded decisions about affiliates (who, when, why) are evidence too.
-EVIDENCE += (AffiliateRiskAction,)
+EVIDENCE: tuple[type[models.Model], ...] = (
+    Post,
+    AffiliateReport,
+    ReconciliationLog,
+    ReconciliationAttempt,
+    PlatformReport,
+    TrustEvent,
+    Alert,
+    AffiliateRiskAction,
+)
 REGISTERED = sorted(admin.site._registry, key=lambda m: m._meta.label)
 
 
