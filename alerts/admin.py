@@ -20,12 +20,13 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from alerts import services
 from alerts.models import Alert
+from alerts.selectors import alert_decision
 
 #: Most severe first: the rank the changelist sorts by (a text column would sort alphabetically).
 SEVERITY_RANK = Case(
@@ -280,7 +281,7 @@ class AlertAdmin(SimpleHistoryAdmin):
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "form_url": request.get_full_path(),
         }
-        return TemplateResponse(request, "admin/alerts/alert/decision.html", context)
+        return TemplateResponse(request, "admin/alerts/alert/action_form.html", context)
 
     @staticmethod
     def _apply(queryset: QuerySet[Alert], decide: Callable[[Alert], Alert], field: str) -> int:
@@ -296,3 +297,16 @@ class AlertAdmin(SimpleHistoryAdmin):
                 if getattr(decide(alert), field) != before:
                     changed += 1
         return changed
+
+    # --- The alert's page, made for a decision (alerts/templates/admin/alerts/alert/decision.html) ---------
+
+    change_form_template = "admin/alerts/alert/decision.html"
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The stock read-only page, preceded by everything the decision needs (``alert_decision``)."""
+        context = dict(extra_context or {})
+        if str(object_id).isdigit():
+            context["decision"] = alert_decision(alert_id=int(object_id))
+        return super().change_view(request, object_id, form_url, extra_context=context)

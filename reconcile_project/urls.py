@@ -3,9 +3,13 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from reconcile_project import debug_views, health, metrics
+from reconciliation import dashboard
 from reconciliation.api.exceptions import api_not_found, read_only
 
 urlpatterns = [
+    # The analysts' risk dashboard, and the admin index that sends analysts to it (README "Analysts' workspace").
+    path("admin/risk/", dashboard.dashboard, name="risk-dashboard"),
+    path("admin/", dashboard.index),
     path("admin/", admin.site.urls),
     # The REST API (README "API"); its OpenAPI document and Swagger UI.
     path("api/v1/", include("reconciliation.api.urls")),

@@ -10,16 +10,23 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.db.models import Model
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
 from reconciliation import models
+from reconciliation.selectors import affiliate_risk, trust_bucket
+from reconciliation.services import affiliates as affiliate_services
 from reconciliation.services import bulk
+from reconciliation.templatetags.risk import badge_html, format_pct
 
 
 class EvidenceAdminMixin:
@@ -52,19 +59,101 @@ class ClientAdmin(admin.ModelAdmin):
     search_fields = ("name", "contact_email")
 
 
+class ReasonForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="Recorded with your name.")
+
+
+class ThrottleForm(ReasonForm):
+    submission_rate = forms.CharField(
+        required=False,
+        help_text="Like 10/hour, below the default; empty lifts the affiliate's own limit.",
+    )
+
+    def clean_submission_rate(self) -> str:
+        try:
+            return affiliate_services.validate_submission_rate(self.cleaned_data["submission_rate"])
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["submission_rate"]) from None
+
+
 @admin.register(models.Affiliate)
-class AffiliateAdmin(SimpleHistoryAdmin):  # History: who changed the active flag, when
-    list_display = ("name", "email", "trust_score", "total_submissions", "accurate_submissions", "is_active")
+class AffiliateAdmin(SimpleHistoryAdmin):  # history: who changed the active flag, when
+    """The affiliate's risk page. Trust moves only through the ledger, and the active flag and submission
+    limit only through the recorded decisions below (``reconciliation.services.affiliates``)."""
+
+    list_display = (
+        "name",
+        "email",
+        "trust",
+        "total_submissions",
+        "accuracy",
+        "active",
+        "submission_rate",
+    )
     list_filter = ("is_active",)
     search_fields = ("name", "email", "chat_user_id")
-    # The score moves only through the trust ledger; editing it by hand would break the invariant.
-    readonly_fields = ("trust_score", "total_submissions", "accurate_submissions", "created_at")
+    readonly_fields = (
+        "trust_score",
+        "total_submissions",
+        "accurate_submissions",
+        "is_active",
+        "submission_rate",
+        "created_at",
+    )
+    change_form_template = "admin/reconciliation/affiliate/risk.html"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: models.Affiliate | None = None) -> Any:
+        # An analyst's change permission is for the recorded decisions below, not for editing the profile.
+        if request.user.is_superuser:
+            return self.readonly_fields
+        return [field.name for field in self.model._meta.fields]
+
     change_list_template = "admin/reconciliation/affiliate/change_list.html"
+    actions = ("suspend", "reinstate", "throttle", "rerun_open_claims")
+
+    @admin.display(description="trust", ordering="trust_score")
+    def trust(self, obj: models.Affiliate) -> str:
+        return format_html("{} {}", obj.trust_score, badge_html(trust_bucket(obj.trust_score)))
+
+    @admin.display(description="accuracy")
+    def accuracy(self, obj: models.Affiliate) -> str:
+        return (
+            format_pct(obj.accurate_submissions / obj.total_submissions, signed=False) if obj.total_submissions else "-"
+        )
+
+    @admin.display(description="status", ordering="is_active")
+    def active(self, obj: models.Affiliate) -> str:
+        return badge_html("ACTIVE" if obj.is_active else "SUSPENDED")
+
+    # --- the risk page ---------------------------------------------------------------------------------
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        affiliate = self.get_object(request, object_id)
+        if affiliate is not None:
+            context["risk"] = affiliate_risk(affiliate=affiliate, now=timezone.now())
+            context["can_decide"] = self.has_decide_permission(request)
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        """Suspending, throttling and re-running need the affiliate's change permission."""
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 
     def get_urls(self) -> list[URLPattern]:
-        # Before the model's own URLs: "<object_id>/" would otherwise take "bulk-import/".
-        view = self.admin_site.admin_view(self.bulk_import_view)  # staff only
-        return [path("bulk-import/", view, name="reconciliation_affiliate_bulk_import"), *super().get_urls()]
+        wrap = self.admin_site.admin_view
+        return [
+            # Before the model's own URLs: "<object_id>/" would otherwise take "bulk-import/".
+            path("bulk-import/", wrap(self.bulk_import_view), name="reconciliation_affiliate_bulk_import"),
+            path("<int:pk>/decide/<str:decision>/", wrap(self.decide_view), name="reconciliation_affiliate_decide"),
+            path(
+                "<int:pk>/keys/<str:key_id>/revoke/",
+                wrap(self.revoke_key_view),
+                name="reconciliation_affiliate_revoke_key",
+            ),
+            *super().get_urls(),
+        ]
 
     def bulk_import_view(self, request: HttpRequest) -> HttpResponse:
         """Choose an affiliate, upload a file: the claims are imported as through the bulk API."""
@@ -112,11 +201,111 @@ class AffiliateAdmin(SimpleHistoryAdmin):  # History: who changed the active fla
         }
         return TemplateResponse(request, "admin/reconciliation/bulk_import.html", context)
 
+    DECISIONS = {
+        "suspend": ("Suspend", ReasonForm),
+        "reinstate": ("Reinstate", ReasonForm),
+        "throttle": ("Throttle submissions of", ThrottleForm),
+        "rerun": ("Re-run reconciliation of the open claims of", None),
+    }
+
+    def decide_view(self, request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+        """One affiliate's decision, from its page: a form for the reason, then the service."""
+        if decision not in self.DECISIONS or not self.has_decide_permission(request):
+            raise PermissionDenied
+        affiliate = get_object_or_404(models.Affiliate, pk=pk)
+        return self._decide(request, decision, [affiliate], back=self._page(affiliate))
+
+    def revoke_key_view(self, request: HttpRequest, pk: int, key_id: str) -> HttpResponse:
+        if request.method != "POST" or not self.has_decide_permission(request):
+            raise PermissionDenied
+        key = get_object_or_404(models.AffiliateAPIKey, pk=key_id, affiliate_id=pk)
+        affiliate_services.affiliate_key_revoke(key=key)
+        self.message_user(request, f"API key {key.prefix} revoked.")
+        return HttpResponseRedirect(reverse("admin:reconciliation_affiliate_change", args=[pk]))
+
+    @staticmethod
+    def _page(affiliate: models.Affiliate) -> str:
+        return reverse("admin:reconciliation_affiliate_change", args=[affiliate.pk])
+
+    def _decide(
+        self, request: HttpRequest, decision: str, affiliates: list[models.Affiliate], *, back: str, action: str = ""
+    ) -> HttpResponse:
+        """Show the decision's form (GET, or a changelist action's first POST); apply it once confirmed."""
+        title, form_class = self.DECISIONS[decision]
+        confirmed = request.method == "POST" and "confirm" in request.POST
+        form = form_class(request.POST if confirmed else None) if form_class else None
+        if confirmed and (form is None or form.is_valid()):
+            data = form.cleaned_data if form is not None else {}
+            done = 0
+            for affiliate in affiliates:
+                if decision == "suspend":
+                    affiliate_services.affiliate_suspend(affiliate=affiliate, user=request.user, reason=data["reason"])
+                elif decision == "reinstate":
+                    affiliate_services.affiliate_reinstate(
+                        affiliate=affiliate, user=request.user, reason=data["reason"]
+                    )
+                elif decision == "throttle":
+                    affiliate_services.affiliate_throttle(
+                        affiliate=affiliate, user=request.user, rate=data["submission_rate"], reason=data["reason"]
+                    )
+                else:
+                    done += len(affiliate_services.affiliate_rerun_open_claims(affiliate=affiliate))
+            if decision == "rerun":
+                self.message_user(request, f"{done} open claim(s) queued for reconciliation.")
+            else:
+                self.message_user(request, f"{title} {len(affiliates)} affiliate(s): done.")
+            return HttpResponseRedirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{title} {len(affiliates)} affiliate(s)",
+            "decision": decision,
+            "affiliates": affiliates,
+            "form": form,
+            "action": action,
+            "back": back,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/reconciliation/affiliate/decide.html", context)
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[models.Affiliate], decision: str) -> HttpResponse:
+        return self._decide(
+            request,
+            decision,
+            list(queryset.order_by("pk")[:500]),
+            back=request.get_full_path(),
+            action=decision if decision != "rerun" else "rerun_open_claims",
+        )
+
+    @admin.action(description="Suspend selected affiliates (reason required)", permissions=["decide"])
+    def suspend(self, request: HttpRequest, queryset: QuerySet[models.Affiliate]) -> HttpResponse:
+        return self._bulk(request, queryset, "suspend")
+
+    @admin.action(description="Reinstate selected affiliates (reason required)", permissions=["decide"])
+    def reinstate(self, request: HttpRequest, queryset: QuerySet[models.Affiliate]) -> HttpResponse:
+        return self._bulk(request, queryset, "reinstate")
+
+    @admin.action(description="Throttle submissions of selected affiliates (reason required)", permissions=["decide"])
+    def throttle(self, request: HttpRequest, queryset: QuerySet[models.Affiliate]) -> HttpResponse:
+        return self._bulk(request, queryset, "throttle")
+
+    @admin.action(description="Re-run reconciliation of their open claims", permissions=["decide"])
+    def rerun_open_claims(self, request: HttpRequest, queryset: QuerySet[models.Affiliate]) -> HttpResponse:
+        return self._bulk(request, queryset, "rerun")
+
 
 class BulkImportForm(forms.Form):
     affiliate = forms.ModelChoiceField(queryset=models.Affiliate.objects.filter(is_active=True).order_by("name"))
     file = forms.FileField(help_text="CSV or JSON lines, UTF-8.")
     dry_run = forms.BooleanField(required=False, help_text="Check every row and show the result; write nothing.")
+
+
+@admin.register(models.AffiliateRiskAction)
+class AffiliateRiskActionAdmin(EvidenceAdmin):
+    list_display = ("created_at", "affiliate", "action", "submission_rate", "user", "reason")
+    list_filter = ("action", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("affiliate__name", "affiliate__email", "reason")
+    list_select_related = ("affiliate", "user")
 
 
 @admin.register(models.AffiliateAPIKey)
@@ -141,14 +330,92 @@ class CampaignAdmin(SimpleHistoryAdmin):  # History: who changed the rule overri
     list_select_related = ("client",)
 
 
+class BoundedChoiceFilter(admin.SimpleListFilter):
+    """Filter by a related row's id, offering a bounded list of choices (a table of 20,000 affiliates would not
+    fit a filter sidebar); any id works from a link, e.g. ``?affiliate=12`` from an affiliate's page."""
+
+    #: The lookup path from the listed model to the related row's id.
+    path: str
+    model: type[Model]
+    order_by: tuple[str, ...] = ("-id",)
+    choices_shown = 15
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        rows = list(self.model._default_manager.order_by(*self.order_by)[: self.choices_shown])
+        selected = self.value()
+        if selected and selected.isdigit() and all(str(r.pk) != selected for r in rows):
+            rows += list(self.model._default_manager.filter(pk=int(selected)))
+        return [(str(r.pk), str(getattr(r, "name", r))) for r in rows]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(**{self.path: int(value)})
+        return queryset
+
+
+def affiliate_filter(path: str) -> type[BoundedChoiceFilter]:
+    """By affiliate; the choices shown are the lowest-trust ones (those an analyst looks for)."""
+    return type(
+        "AffiliateFilter",
+        (BoundedChoiceFilter,),
+        {
+            "title": "affiliate (lowest trust)",
+            "parameter_name": "affiliate",
+            "path": path,
+            "model": models.Affiliate,
+            "order_by": ("trust_score", "id"),
+        },
+    )
+
+
+def campaign_filter(path: str) -> type[BoundedChoiceFilter]:
+    return type(
+        "CampaignFilter",
+        (BoundedChoiceFilter,),
+        {
+            "title": "campaign (latest)",
+            "parameter_name": "campaign",
+            "path": path,
+            "model": models.Campaign,
+            "order_by": ("-created_at", "-id"),
+        },
+    )
+
+
+def admin_link(obj: Model | None, text: Any = None) -> str:
+    """A link to ``obj``'s admin page, labelled ``text`` (default: ``str(obj)``); ``-`` for none."""
+    if obj is None:
+        return "-"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, obj if text is None else text)
+
+
 @admin.register(models.Post)
 class PostAdmin(EvidenceAdmin):
     """A post's URL, affiliate and campaign are part of every claim made about it."""
 
-    list_display = ("id", "platform", "platform_post_id", "affiliate", "campaign", "created_at")
-    list_filter = ("platform",)
-    search_fields = ("url", "platform_post_id", "affiliate__email")
-    list_select_related = ("platform", "affiliate", "campaign__client")
+    list_display = ("post", "platform", "affiliate_link", "campaign_link", "created_at")
+    list_filter = (
+        "platform",
+        affiliate_filter("affiliate_id"),
+        campaign_filter("campaign_id"),
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("url", "platform_post_id", "affiliate__email", "affiliate__name")
+    list_select_related = ("platform", "affiliate", "campaign")
+
+    @admin.display(description="post", ordering="url")
+    def post(self, obj: models.Post) -> str:
+        return format_html("{}<br><small>{}</small>", obj.url, obj.platform_post_id)
+
+    @admin.display(description="affiliate", ordering="affiliate__name")
+    def affiliate_link(self, obj: models.Post) -> str:
+        return admin_link(obj.affiliate, obj.affiliate.name)
+
+    @admin.display(description="campaign", ordering="campaign__name")
+    def campaign_link(self, obj: models.Post) -> str:
+        return admin_link(obj.campaign, obj.campaign.name)
 
 
 class ReconciliationLogInline(EvidenceAdminMixin, admin.StackedInline):
@@ -162,64 +429,184 @@ class AttemptInline(EvidenceAdminMixin, admin.TabularInline):
     fields = ("number", "started_at", "finished_at", "outcome", "status", "missing_reason", "duration_ms", "worker")
 
 
+class ClaimColumns:
+    """Columns shared by the lists whose rows belong to a claim (``report_of`` gives the row's report)."""
+
+    @staticmethod
+    def report_of(obj: Any) -> models.AffiliateReport:
+        return obj if isinstance(obj, models.AffiliateReport) else obj.report
+
+    @admin.display(description="claim")
+    def claim(self, obj: Any) -> str:
+        report = self.report_of(obj)
+        return admin_link(report, f"#{report.pk}")
+
+    @admin.display(description="post")
+    def post_link(self, obj: Any) -> str:
+        post = self.report_of(obj).post
+        return format_html("{} · {}", admin_link(post, post.platform.name), post.url)
+
+    @admin.display(description="affiliate")
+    def affiliate_link(self, obj: Any) -> str:
+        affiliate = self.report_of(obj).post.affiliate
+        return admin_link(affiliate, affiliate.name)
+
+    @admin.display(description="campaign")
+    def campaign_link(self, obj: Any) -> str:
+        campaign = self.report_of(obj).post.campaign
+        return admin_link(campaign, campaign.name)
+
+
 @admin.register(models.AffiliateReport)
-class AffiliateReportAdmin(EvidenceAdmin):
+class AffiliateReportAdmin(ClaimColumns, EvidenceAdmin):
     list_display = (
-        "id",
-        "post",
-        "claimed_views",
-        "claimed_clicks",
-        "claimed_conversions",
+        "claim",
+        "post_link",
+        "affiliate_link",
+        "campaign_link",
+        "claimed",
         "submission_method",
         "reconciliation_status",
+        "max_diff",
         "submitted_at",
     )
-    list_filter = ("submission_method", "log__status")
-    search_fields = ("post__url", "post__affiliate__email", "idempotency_key", "request_id")
-    list_select_related = ("post__platform", "log")
+    list_filter = (
+        "log__status",
+        ("post__platform", admin.RelatedOnlyFieldListFilter),
+        affiliate_filter("post__affiliate_id"),
+        campaign_filter("post__campaign_id"),
+        ("submitted_at", admin.DateFieldListFilter),
+        "submission_method",
+    )
+    search_fields = ("post__url", "post__affiliate__email", "post__affiliate__name", "idempotency_key", "request_id")
+    list_select_related = ("post__platform", "post__affiliate", "post__campaign", "log")
     inlines = (ReconciliationLogInline, AttemptInline)
+    actions = ("rerun",)
+
+    @admin.display(description="claimed views / clicks / conv.")
+    def claimed(self, obj: models.AffiliateReport) -> str:
+        return f"{obj.claimed_views} / {obj.claimed_clicks} / {obj.claimed_conversions}"
 
     @admin.display(description="status", ordering="log__status")
     def reconciliation_status(self, obj: models.AffiliateReport) -> str:
         log = getattr(obj, "log", None)
-        return log.status if log else "-"
+        return badge_html(log.status if log else None)
+
+    @admin.display(description="max diff", ordering="log__max_diff_pct")
+    def max_diff(self, obj: models.AffiliateReport) -> str:
+        log = getattr(obj, "log", None)
+        return format_pct(log.max_diff_pct if log else None)
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        # A re-run writes no evidence (it makes the reports due; the attempt is new evidence), but it is an
+        # ops decision: the permission to change reconciliation logs.
+        return request.user.has_perm("reconciliation.change_reconciliationlog")
+
+    @admin.action(description="Re-run reconciliation for selected reports", permissions=["rerun"])
+    def rerun(self, request: HttpRequest, queryset: QuerySet[models.AffiliateReport]) -> None:
+        ids = list(queryset.values_list("pk", flat=True)[:10_000])
+        reopened = affiliate_services.reports_rerun(report_ids=ids)
+        skipped = len(ids) - len(reopened)
+        self.message_user(
+            request,
+            f"{len(reopened)} report(s) queued for reconciliation"
+            + (f"; {skipped} skipped (an attempt is running)" if skipped else "")
+            + ".",
+        )
 
 
 @admin.register(models.ReconciliationLog)
-class ReconciliationLogAdmin(EvidenceAdmin):
+class ReconciliationLogAdmin(ClaimColumns, EvidenceAdmin):
     list_display = (
-        "report",
-        "status",
-        "discrepancy_level",
-        "max_diff_pct",
-        "confidence_ratio",
+        "claim",
+        "affiliate_link",
+        "campaign_link",
+        "status_badge",
+        "level",
+        "max_diff",
+        "confidence",
         "missing_reason",
         "attempt_count",
         "next_attempt_at",
         "terminal",
     )
-    list_filter = ("status", "discrepancy_level", "missing_reason", "terminal")
+    list_filter = (
+        "status",
+        "discrepancy_level",
+        "missing_reason",
+        "terminal",
+        ("report__post__platform", admin.RelatedOnlyFieldListFilter),
+        affiliate_filter("report__post__affiliate_id"),
+        campaign_filter("report__post__campaign_id"),
+        ("report__submitted_at", admin.DateFieldListFilter),
+    )
     search_fields = ("report__id", "report__post__url")
-    list_select_related = ("report",)
+    list_select_related = ("report__post__platform", "report__post__affiliate", "report__post__campaign")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: models.ReconciliationLog) -> str:
+        return badge_html(obj.status)
+
+    @admin.display(description="level", ordering="discrepancy_level")
+    def level(self, obj: models.ReconciliationLog) -> str:
+        return badge_html(obj.discrepancy_level)
+
+    @admin.display(description="max diff", ordering="max_diff_pct")
+    def max_diff(self, obj: models.ReconciliationLog) -> str:
+        return format_pct(obj.max_diff_pct)
+
+    @admin.display(description="confidence", ordering="confidence_ratio")
+    def confidence(self, obj: models.ReconciliationLog) -> str:
+        return format_pct(obj.confidence_ratio, signed=False)
 
 
 @admin.register(models.ReconciliationAttempt)
-class ReconciliationAttemptAdmin(EvidenceAdmin):
-    list_display = ("report", "number", "outcome", "status", "missing_reason", "duration_ms", "worker", "started_at")
-    list_filter = ("outcome", "missing_reason", "is_recheck")
+class ReconciliationAttemptAdmin(ClaimColumns, EvidenceAdmin):
+    list_display = ("claim", "number", "outcome_badge", "status_badge", "missing_reason", "duration_ms", "started_at")
+    list_filter = (
+        "outcome",
+        "missing_reason",
+        "is_recheck",
+        ("report__post__platform", admin.RelatedOnlyFieldListFilter),
+        affiliate_filter("report__post__affiliate_id"),
+        ("started_at", admin.DateFieldListFilter),
+    )
     search_fields = ("report__id", "worker")
+    list_select_related = ("report",)
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_badge(self, obj: models.ReconciliationAttempt) -> str:
+        return badge_html(obj.outcome)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: models.ReconciliationAttempt) -> str:
+        return badge_html(obj.status)
 
 
 @admin.register(models.PlatformReport)
 class PlatformReportAdmin(EvidenceAdmin):
     list_display = ("post", "platform", "views", "clicks", "conversions", "fetched_at")
-    list_filter = ("platform",)
-    list_select_related = ("platform",)
+    list_filter = ("platform", ("fetched_at", admin.DateFieldListFilter))
+    list_select_related = ("platform", "post__platform")
 
 
 @admin.register(models.TrustEvent)
-class TrustEventAdmin(EvidenceAdmin):
-    list_display = ("affiliate", "event", "delta", "effective_delta", "score_after", "report", "created_at")
-    list_filter = ("event",)
-    search_fields = ("affiliate__email", "report__id")
-    list_select_related = ("affiliate",)
+class TrustEventAdmin(ClaimColumns, EvidenceAdmin):
+    list_display = ("created_at", "affiliate_link", "event_badge", "delta", "effective_delta", "score_after", "claim")
+    list_filter = (
+        "event",
+        affiliate_filter("affiliate_id"),
+        ("report__post__platform", admin.RelatedOnlyFieldListFilter),
+        campaign_filter("report__post__campaign_id"),
+        ("created_at", admin.DateFieldListFilter),
+    )
+    search_fields = ("affiliate__email", "affiliate__name", "report__id")
+    list_select_related = ("affiliate", "report")
+
+    @admin.display(description="affiliate", ordering="affiliate__name")
+    def affiliate_link(self, obj: models.TrustEvent) -> str:
+        return admin_link(obj.affiliate, obj.affiliate.name)
+
+    @admin.display(description="event", ordering="event")
+    def event_badge(self, obj: models.TrustEvent) -> str:
+        return badge_html(obj.event)

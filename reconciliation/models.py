@@ -49,6 +49,9 @@ class Affiliate(models.Model):
     accurate_submissions = models.PositiveIntegerField(default=0)
     is_active = models.BooleanField(default=True)
     chat_user_id = models.CharField(max_length=100, unique=True, null=True, blank=True)
+    #: A per-affiliate submission limit below RATE_LIMIT_SETTINGS.submission ("10/hour"), set by an analyst
+    #: to throttle a high-risk affiliate (``affiliate_throttle``); empty = the default.
+    submission_rate = models.CharField(max_length=32, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     #: Audit trail of saves (the active flag); trust moves by update() and is recorded in the trust ledger.
     history = HistoricalRecords(get_user=history_user)
@@ -67,6 +70,30 @@ class Affiliate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
+
+
+class AffiliateRiskAction(models.Model):
+    """An analyst's decision about an affiliate (suspend, reinstate, throttle): who, when, why. Append-only."""
+
+    class Action(models.TextChoices):
+        SUSPEND = "SUSPEND"
+        REINSTATE = "REINSTATE"
+        THROTTLE = "THROTTLE"
+
+    affiliate = models.ForeignKey(Affiliate, on_delete=models.PROTECT, related_name="risk_actions")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    reason = models.TextField()
+    #: THROTTLE: the rate set ("" = back to the default).
+    submission_rate = models.CharField(max_length=32, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=~Q(reason=""), name="affiliate_risk_action_has_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.action} of affiliate {self.affiliate_id} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class AffiliateAPIKey(AbstractAPIKey):
@@ -200,7 +227,8 @@ class Post(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.platform_id}:{self.platform_post_id} by affiliate {self.affiliate_id}"
+        # Readable wherever a post is named (the admin's lists and pages select the platform with it).
+        return f"{self.platform.name} post {self.url}"
 
 
 class AffiliateReport(models.Model):

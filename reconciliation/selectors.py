@@ -6,6 +6,7 @@ client's from ``client=...``, so "another tenant's id" is simply "not found" (40
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,13 +16,17 @@ from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 
 from reconciliation.models import (
     Affiliate,
+    AffiliateAPIKey,
     AffiliateReport,
+    AffiliateRiskAction,
     Campaign,
     Client,
     PlatformReport,
     Post,
     ReconciliationAttempt,
+    ReconciliationLog,
     ReconciliationStatus,
+    TrustEvent,
 )
 
 METRICS = ("views", "clicks", "conversions")
@@ -200,3 +205,93 @@ def affiliate_counters(*, affiliate: Affiliate) -> dict[str, Any]:
         key = status or ReconciliationStatus.PENDING
         counts[key] = counts.get(key, 0) + n
     return {"posts": posts, "reports_by_status": dict(sorted(counts.items()))}
+
+
+# --- the analysts' admin pages ----------------------------------------------------------------------------
+
+#: How many rows each list on an analyst's page shows (the page stays bounded whatever the history).
+PAGE_ROWS = 20
+#: Ledger points drawn on a trust chart (the latest ones).
+TRUST_POINTS = 200
+
+
+def trust_bucket(score: Any) -> str:
+    from django.conf import settings
+
+    from reconciliation import rules
+
+    return str(rules.bucket(score, settings.TRUST_SCORING))
+
+
+def affiliate_trust_series(*, affiliate_id: int, limit: int = TRUST_POINTS) -> list[tuple[str, Any]]:
+    """(when, score after) of the affiliate's latest ``limit`` ledger rows, oldest first: one query."""
+    rows = list(
+        TrustEvent.objects.filter(affiliate_id=affiliate_id)
+        .order_by("-created_at", "-id")
+        .values_list("created_at", "score_after")[:limit]
+    )
+    return [(f"{when:%Y-%m-%d %H:%M}", score) for when, score in reversed(rows)]
+
+
+def affiliate_recent_claims(
+    *, affiliate_id: int, limit: int = PAGE_ROWS, exclude_id: int | None = None
+) -> list[AffiliateReport]:
+    """The affiliate's latest claims with their post, platform, campaign and log: one query."""
+    qs = (
+        AffiliateReport.objects.filter(post__affiliate_id=affiliate_id)
+        .select_related("post__platform", "post__campaign", "log")
+        .order_by("-submitted_at", "-id")
+    )
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    return list(qs[:limit])
+
+
+@dataclass(frozen=True)
+class AffiliateRisk:
+    affiliate: Affiliate
+    bucket: str
+    accuracy_rate: float | None
+    trust_series: list[tuple[str, Any]]
+    claims_by_status: list[tuple[str, int]]
+    claims_30d: int
+    open_alerts: list[Any]
+    open_alert_count: int
+    recent_claims: list[AffiliateReport]
+    api_keys: list[AffiliateAPIKey]
+    risk_actions: list[AffiliateRiskAction]
+    open_claims: int
+
+
+def affiliate_risk(*, affiliate: Affiliate, now: dt.datetime) -> AffiliateRisk:
+    """Everything the affiliate's risk page shows, in a fixed number of queries whatever its history."""
+    from alerts.models import Alert
+
+    since = now - dt.timedelta(days=30)
+    by_status: dict[str, int] = {}
+    for status, n in (
+        AffiliateReport.objects.filter(post__affiliate=affiliate, submitted_at__gte=since)
+        .values_list("log__status")
+        .annotate(n=Count("id"))
+        .values_list("log__status", "n")
+    ):
+        key = status or ReconciliationStatus.PENDING
+        by_status[key] = by_status.get(key, 0) + n
+    open_alerts_qs = Alert.objects.filter(affiliate=affiliate, status=Alert.Status.OPEN)
+    total, accurate = affiliate.total_submissions, affiliate.accurate_submissions
+    return AffiliateRisk(
+        affiliate=affiliate,
+        bucket=trust_bucket(affiliate.trust_score),
+        accuracy_rate=accurate / total if total else None,
+        trust_series=affiliate_trust_series(affiliate_id=affiliate.pk),
+        claims_by_status=sorted(by_status.items()),
+        claims_30d=sum(by_status.values()),
+        open_alerts=list(
+            open_alerts_qs.select_related("platform", "report").order_by("-created_at", "-id")[:PAGE_ROWS]
+        ),
+        open_alert_count=open_alerts_qs.count(),
+        recent_claims=affiliate_recent_claims(affiliate_id=affiliate.pk),
+        api_keys=list(AffiliateAPIKey.objects.filter(affiliate=affiliate).order_by("-created")),
+        risk_actions=list(AffiliateRiskAction.objects.filter(affiliate=affiliate).select_related("user")[:PAGE_ROWS]),
+        open_claims=ReconciliationLog.objects.filter(report__post__affiliate=affiliate, terminal=False).count(),
+    )

@@ -78,6 +78,12 @@ class KeyedRateThrottle(BaseThrottle):
             return True  # unauthenticated requests are refused before the throttle runs
         limit, period = parse_rate(getattr(settings.RATE_LIMIT_SETTINGS, self.scope))
         key = f"{KEY_PREFIX}:{self.scope}:{_hashed(f'{owner[0]}:{owner[1]}')}"
+        affiliate = getattr(request.user, "affiliate", None)
+        if self.scope == "submission" and affiliate is not None and affiliate.submission_rate:
+            # A throttled high-risk affiliate (reconciliation.services.affiliates.affiliate_throttle): its own
+            # lower rate, counted across all its keys so that minting another key does not lift it.
+            limit, period = parse_rate(affiliate.submission_rate, "Affiliate.submission_rate")
+            key = f"{KEY_PREFIX}:{self.scope}:affiliate:{affiliate.pk}"
         now = time.time()
         member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
         try:

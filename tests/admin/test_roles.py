@@ -129,3 +129,17 @@ def test_seed_demo_creates_analyst_and_ops_logins_that_are_not_superusers(settin
     assert ops.is_staff and not ops.is_superuser and list(ops.groups.values_list("name", flat=True)) == ["ops"]
     assert "analyst login: analyst / demo-analyst-pass" in out.getvalue()
     assert json.loads((tmp_path / "demo_keys.json").read_text())
+
+
+def test_the_analyst_cannot_edit_an_affiliates_profile_only_decide_about_it(analyst_client: Client) -> None:
+    affiliate = factories.affiliate(name="Careful Creator", email="careful@example.com")
+    page = reverse("admin:reconciliation_affiliate_change", args=[affiliate.pk])
+    assert analyst_client.get(page).status_code == 200
+    analyst_client.post(page, {"name": "Renamed", "email": "other@example.com", "is_active": ""})
+    affiliate.refresh_from_db()
+    assert (affiliate.name, affiliate.email, affiliate.is_active) == ("Careful Creator", "careful@example.com", True)
+    # The recorded decision is the way to change the active flag.
+    decide = reverse("admin:reconciliation_affiliate_decide", args=[affiliate.pk, "suspend"])
+    assert analyst_client.post(decide, {"confirm": "1", "reason": "fake views"}).status_code == 302
+    affiliate.refresh_from_db()
+    assert affiliate.is_active is False

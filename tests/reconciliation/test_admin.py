@@ -20,6 +20,7 @@ from reconciliation.models import (
     Affiliate,
     AffiliateAPIKey,
     AffiliateReport,
+    AffiliateRiskAction,
     ClientAPIKey,
     PlatformReport,
     Post,
@@ -27,12 +28,23 @@ from reconciliation.models import (
     ReconciliationLog,
     TrustEvent,
 )
+from reconciliation.services.affiliates import affiliate_throttle
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 #: What the engine and the submission service write: the admin has no add, edit or delete for them.
-EVIDENCE = (Post, AffiliateReport, ReconciliationLog, ReconciliationAttempt, PlatformReport, TrustEvent, Alert)
+#: Recorded decisions about affiliates (who, when, why) are evidence too.
+EVIDENCE: tuple[type[models.Model], ...] = (
+    Post,
+    AffiliateReport,
+    ReconciliationLog,
+    ReconciliationAttempt,
+    PlatformReport,
+    TrustEvent,
+    Alert,
+    AffiliateRiskAction,
+)
 REGISTERED = sorted(admin.site._registry, key=lambda m: m._meta.label)
 
 
@@ -64,6 +76,7 @@ def trail(superuser: Any) -> dict[str, Any]:
         affiliate=report.post.affiliate,
         linked_at=timezone.now(),
     )
+    affiliate_throttle(affiliate=report.post.affiliate, user=superuser, rate="1/hour", reason="trail")
     return {
         "report": report,
         "affiliate": report.post.affiliate,

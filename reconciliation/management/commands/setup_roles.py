@@ -26,6 +26,8 @@ ANALYST_VIEWS = [
     "reconciliation.view_reconciliationattempt",
     "reconciliation.view_platformreport",
     "reconciliation.view_trustevent",
+    "reconciliation.view_affiliateriskaction",
+    "chat.view_chatidentity",
     "platforms.view_platform",
 ]
 ROLES: dict[str, list[str]] = {
@@ -35,6 +37,8 @@ ROLES: dict[str, list[str]] = {
         # throttle): never a direct edit of an alert, and no delete permission of anything.
         "alerts.change_alert",
         "reconciliation.change_affiliate",
+        # Only enables "re-run reconciliation for the selected reports": logs have no change page.
+        "reconciliation.change_reconciliationlog",
     ],
     "ops": [
         "platforms.view_platform",
@@ -42,6 +46,7 @@ ROLES: dict[str, list[str]] = {
         "reconciliation.view_affiliatereport",
         "reconciliation.view_reconciliationlog",
         "reconciliation.view_reconciliationattempt",
+        "reconciliation.change_reconciliationlog",  # re-runs (see above)
         "reconciliation.view_campaign",
         "alerts.view_alert",
     ],
