@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
@@ -153,13 +154,16 @@ class Statement:
 
 def _trust_at(affiliate_ids: list[int], end: dt.datetime) -> dict[int, Decimal]:
     """Each affiliate's score after its last ledger row before ``end`` (absent: no row)."""
-    rows = (
-        TrustEvent.objects.filter(affiliate_id__in=affiliate_ids, created_at__lt=end)
-        .order_by("affiliate_id", "-created_at", "-id")
-        .distinct("affiliate_id")
-        .values_list("affiliate_id", "score_after")
+    ordered = TrustEvent.objects.filter(affiliate_id__in=affiliate_ids, created_at__lt=end).order_by(
+        "affiliate_id", "-created_at", "-id"
     )
-    return dict(rows)
+    if connection.vendor == "postgresql":
+        return dict(ordered.distinct("affiliate_id").values_list("affiliate_id", "score_after"))
+    # The embedded SQLite of `make run` has no DISTINCT ON: the first row of each affiliate is its last.
+    scores: dict[int, Decimal] = {}
+    for affiliate_id, score in ordered.values_list("affiliate_id", "score_after"):
+        scores.setdefault(affiliate_id, score)
+    return scores
 
 
 def _open_alerts(campaign: Campaign, period: Period) -> dict[tuple[int, str], int]:

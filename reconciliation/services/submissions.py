@@ -717,6 +717,26 @@ def _import_batch(
 
 def _posts_insert(*, affiliate: Affiliate, items: list[_Checked], now: dt.datetime) -> dict[tuple[int, int, str], int]:
     """Create the posts that do not exist yet; {(campaign, platform, post id): post id} of each."""
+    if connection.vendor != "postgresql":
+        # The embedded SQLite of `make run`: the ORM's portable form (speed matters on PostgreSQL only).
+        Post.objects.bulk_create(
+            [
+                Post(
+                    campaign=c.campaign, affiliate=affiliate, platform=c.platform, url=c.link.normalized_url,
+                    platform_post_id=c.link.post_id, title=c.row.title, created_at=now,
+                )
+                for c in items
+            ],
+            ignore_conflicts=True,
+        )  # fmt: skip
+        return {
+            (campaign_id, platform_id, ppid): pk
+            for pk, campaign_id, platform_id, ppid in Post.objects.filter(
+                affiliate=affiliate,
+                platform_id__in={c.platform.pk for c in items},
+                platform_post_id__in={c.link.post_id for c in items},
+            ).values_list("id", "campaign_id", "platform_id", "platform_post_id")
+        }
     sql = f"""
         INSERT INTO {Post._meta.db_table}
             (campaign_id, affiliate_id, platform_id, url, platform_post_id, title, created_at)
@@ -750,6 +770,9 @@ def _posts_insert(*, affiliate: Affiliate, items: list[_Checked], now: dt.dateti
 
 def _reports_insert(reports: list[AffiliateReport]) -> None:
     """Insert the claims and set their ids."""
+    if connection.vendor != "postgresql":
+        AffiliateReport.objects.bulk_create(reports)  # sets the ids (RETURNING on SQLite too)
+        return
     sql = f"""
         INSERT INTO {AffiliateReport._meta.db_table}
             (post_id, claimed_views, claimed_clicks, claimed_conversions, evidence, suspicion_flags,
@@ -785,6 +808,12 @@ def _logs_insert(report_ids: list[int], *, now: dt.datetime) -> None:
     instance (defaults and ``auto_now`` as the ORM computes them; a column added to the model later is
     included) and the report ids sent as one array.
     """
+    if connection.vendor != "postgresql":
+        ReconciliationLog.objects.bulk_create(
+            ReconciliationLog(report_id=pk, status=ReconciliationStatus.PENDING, next_attempt_at=now)
+            for pk in report_ids
+        )
+        return
     template = ReconciliationLog(report_id=0, status=ReconciliationStatus.PENDING, next_attempt_at=now)
     meta = ReconciliationLog._meta
     quote: Callable[[str], str] = connection.ops.quote_name
@@ -816,13 +845,16 @@ def _latest_claims(post_ids: Iterable[int]) -> dict[int, rules.Claim]:
     ids = list(post_ids)
     if not ids:
         return {}
-    rows = (
-        AffiliateReport.objects.filter(post_id__in=ids)
-        .order_by("post_id", "-submitted_at", "-id")
-        .distinct("post_id")
-        .values_list("post_id", "claimed_views", "claimed_clicks", "claimed_conversions")
-    )
-    return {post_id: rules.Claim(views=v, clicks=c, conversions=n) for post_id, v, c, n in rows}
+    ordered = AffiliateReport.objects.filter(post_id__in=ids).order_by("post_id", "-submitted_at", "-id")
+    columns = ("post_id", "claimed_views", "claimed_clicks", "claimed_conversions")
+    if connection.vendor == "postgresql":
+        rows = ordered.distinct("post_id").values_list(*columns)
+    else:  # no DISTINCT ON: the first row of each post in that order is its latest
+        rows = ordered.values_list(*columns)
+    latest: dict[int, rules.Claim] = {}
+    for post_id, v, c, n in rows:
+        latest.setdefault(post_id, rules.Claim(views=v, clicks=c, conversions=n))
+    return latest
 
 
 @dataclass(frozen=True)
