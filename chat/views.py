@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -64,26 +65,42 @@ def _signature_refused(provider: str, exc: SignatureRejected) -> JsonResponse:
     return _refused(401, "invalid_signature", f"Invalid request signature: {exc}.")
 
 
+def _verified_body(
+    request: HttpRequest, *, provider: str, setting: str, verify: Callable[[bytes], None]
+) -> bytes | JsonResponse:
+    """The raw body once the endpoint is set up, the body is within its cap and its signature holds; else
+    the refusal to send (503 not set up, 413 too large, 401 bad signature)."""
+    if not getattr(settings, setting):
+        return _refused(503, "chat_not_configured", f"{provider} is not set up here: {setting} is unset.")
+    body = _raw_body(request)
+    if body is None:
+        return _refused(413, "payload_too_large", "The request body is too large.")
+    try:
+        verify(body)
+    except SignatureRejected as exc:
+        return _signature_refused(provider.lower(), exc)
+    return body
+
+
 @csrf_exempt
 @require_POST
 def discord_interactions(request: HttpRequest) -> JsonResponse:
     """A Discord application's Interactions Endpoint URL: PING → PONG, slash commands → an ephemeral reply."""
     now = timezone.now()
-    if not settings.DISCORD_PUBLIC_KEY:
-        return _refused(503, "chat_not_configured", "Discord is not set up here: DISCORD_PUBLIC_KEY is unset.")
-    body = _raw_body(request)
-    if body is None:
-        return _refused(413, "payload_too_large", "The request body is too large.")
-    try:
-        verify_discord(
+    body = _verified_body(
+        request,
+        provider="Discord",
+        setting="DISCORD_PUBLIC_KEY",
+        verify=lambda body: verify_discord(
             public_key=settings.DISCORD_PUBLIC_KEY,
             signature=request.headers.get("X-Signature-Ed25519", ""),
             timestamp=request.headers.get("X-Signature-Timestamp", ""),
             body=body,
             now=now.timestamp(),
-        )
-    except SignatureRejected as exc:
-        return _signature_refused("discord", exc)
+        ),
+    )
+    if isinstance(body, JsonResponse):
+        return body
     try:
         interaction = json.loads(body)
     except ValueError:
@@ -140,21 +157,20 @@ def _object(value: Any) -> dict[str, Any]:
 def slack_commands(request: HttpRequest) -> JsonResponse:
     """A Slack app's slash command Request URL: every command gets an ephemeral reply."""
     now = timezone.now()
-    if not settings.SLACK_SIGNING_SECRET:
-        return _refused(503, "chat_not_configured", "Slack is not set up here: SLACK_SIGNING_SECRET is unset.")
-    body = _raw_body(request)
-    if body is None:
-        return _refused(413, "payload_too_large", "The request body is too large.")
-    try:
-        verify_slack(
+    body = _verified_body(
+        request,
+        provider="Slack",
+        setting="SLACK_SIGNING_SECRET",
+        verify=lambda body: verify_slack(
             secret=settings.SLACK_SIGNING_SECRET,
             signature=request.headers.get("X-Slack-Signature", ""),
             timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
             body=body,
             now=now.timestamp(),
-        )
-    except SignatureRejected as exc:
-        return _signature_refused("slack", exc)
+        ),
+    )
+    if isinstance(body, JsonResponse):
+        return body
     try:
         form = QueryDict(body.decode("utf-8"))
     except UnicodeDecodeError:
