@@ -43,15 +43,7 @@ os.environ.pop("CELERY_BROKER_URL", None)
 TARGET_ROWS_PER_S = 2000
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
+from bench.benchdb import ensure_database  # noqa: E402
 
 ensure_database(ENV["DATABASE_URL"])
 
