@@ -12,9 +12,14 @@ history row. Rows are made by ``INSERT ... SELECT generate_series`` in PostgreSQ
 Then, logged in through Django's test client as a staff user of the ``risk_analyst`` group
 (``setup_roles``), each page is fetched ``--warmup`` times, then ``--repeat`` times: the alert changelist
 (default view: open alerts, most severe and newest first), the same filtered to critical over-claims, one
-open alert's decision page and the risk dashboard. Prints JSON only: p50/p95 milliseconds and the number
-of SQL queries per page (``CaptureQueriesContext``). Target: each page under 300 ms p50, with a bounded
-number of queries.
+open alert's decision page and the risk dashboard. Prints JSON only: p50/p95 milliseconds, the number
+of SQL queries per page (``CaptureQueriesContext``) and the median time spent in them. Target: each page
+under 300 ms p50, with a bounded number of queries.
+
+Measured (2-core machine, load average about 1.5), median of 3 runs of 15: alert changelist 119 ms p50
+(130 ms p95, 10 queries, 87 ms of it in SQL: the top-50 sort of the 30,000 open alerts by the computed
+severity rank); filtered to critical over-claims 63 ms (10 queries); decision page 29 ms (16 queries);
+risk dashboard 67 ms (11 queries). Building the data: 7 s.
 """
 
 from __future__ import annotations
@@ -203,6 +208,7 @@ def measure(http: HttpClient, url: str, repeat: int, warmup: int) -> dict:
         assert response.status_code == 200, (url, response.status_code)
     times: list[float] = []
     queries: list[int] = []
+    sql_ms: list[float] = []
     for _ in range(repeat):
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
@@ -211,12 +217,15 @@ def measure(http: HttpClient, url: str, repeat: int, warmup: int) -> dict:
             times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (url, response.status_code)
         queries.append(len(captured.captured_queries))
+        sql_ms.append(sum(float(q["time"]) for q in captured.captured_queries) * 1000)
     times.sort()
     return {
         "url": url,
         "p50_ms": round(statistics.median(times), 1),
         "p95_ms": round(times[min(len(times) - 1, round(0.95 * (len(times) - 1)))], 1),
         "queries": max(queries),
+        # Of p50_ms, the time spent waiting for PostgreSQL (the rest: Python, templates, middleware).
+        "sql_p50_ms": round(statistics.median(sql_ms), 1),
     }
 
 
