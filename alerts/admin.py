@@ -22,11 +22,13 @@ from django.db import transaction
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from alerts import services
 from alerts.models import Alert
 from alerts.selectors import alert_decision
+from reconciliation.templatetags.risk import badge_html
 
 #: Most severe first: the rank the changelist sorts by (a text column would sort alphabetically).
 SEVERITY_RANK = Case(
@@ -148,19 +150,19 @@ class AssignForm(NoteForm):
 
 @admin.register(Alert)
 class AlertAdmin(SimpleHistoryAdmin):
+    # Fits a 1400 px screen beside the filters: labels as badges, the affiliate by name, the title wrapping.
     list_display = (
-        "id",
         "severity_column",
-        "alert_type",
-        "status",
-        "title",
-        "affiliate",
+        "type_column",
+        "status_column",
+        "title_column",
+        "affiliate_column",
         "platform",
-        "assigned_to",
-        "occurrence_count",
-        "created_at",
+        "assignee_column",
+        "seen_column",
+        "created_column",
     )
-    list_display_links = ("id", "title")
+    list_display_links = ("title_column",)
     list_filter = (
         StatusFilter,
         AssignedFilter,
@@ -189,7 +191,36 @@ class AlertAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="severity", ordering="severity_rank")
     def severity_column(self, obj: Alert) -> str:
-        return obj.get_severity_display()
+        return badge_html(obj.severity)
+
+    @admin.display(description="type", ordering="alert_type")
+    def type_column(self, obj: Alert) -> str:
+        return obj.get_alert_type_display()
+
+    @admin.display(description="status", ordering="status")
+    def status_column(self, obj: Alert) -> str:
+        return badge_html(obj.status)
+
+    @admin.display(description="alert", ordering="title")
+    def title_column(self, obj: Alert) -> str:
+        title = obj.title if len(obj.title) <= 90 else obj.title[:89] + "…"
+        return f"#{obj.pk} {title}"
+
+    @admin.display(description="assignee", ordering="assigned_to__username")
+    def assignee_column(self, obj: Alert) -> str:
+        return obj.assigned_to.get_username() if obj.assigned_to is not None else "-"
+
+    @admin.display(description="seen", ordering="occurrence_count")
+    def seen_column(self, obj: Alert) -> str:
+        return f"×{obj.occurrence_count}"
+
+    @admin.display(description="created", ordering="created_at")
+    def created_column(self, obj: Alert) -> str:
+        return timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description="affiliate", ordering="affiliate__name")
+    def affiliate_column(self, obj: Alert) -> str:
+        return obj.affiliate.name if obj.affiliate is not None else "-"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

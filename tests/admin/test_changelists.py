@@ -103,3 +103,15 @@ def test_lists_queries_are_bounded(browser: Client, django_assert_max_num_querie
     ):
         with django_assert_max_num_queries(20):
             assert browser.get(path).status_code == 200
+
+
+def test_the_alert_queue_is_compact_labelled_and_has_the_whole_width(browser: Client) -> None:
+    affiliate = factories.affiliate(name="Wide Screen Creator", email="a-very-long-address@example.com")
+    alert = factories.alert(affiliate=affiliate, severity="CRITICAL", title="x" * 200)
+    html = browser.get("/admin/alerts/alert/").content.decode()
+    # Labels as the admin's badges (with their style on the page), the affiliate by name without its
+    # e-mail, a long title cut, and no navigation sidebar taking a quarter of a 1400 px screen.
+    assert 'class="risk-badge"' in html and ".risk-badge {" in html
+    assert "Wide Screen Creator" in html and "a-very-long-address@example.com" not in html
+    assert f"#{alert.pk} " + "x" * 89 + "…" in html
+    assert 'id="nav-sidebar"' not in html
