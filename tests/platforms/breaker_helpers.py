@@ -372,8 +372,11 @@ class WorkerProcesses:
         return self
 
     def go(self) -> float:
+        # The clock is read before the signal: a worker may start its first call before this process is
+        # scheduled again, and that call must not look older than the start.
+        started = time.monotonic()
         self._go.set()
-        return time.monotonic()
+        return started
 
     def stop(self) -> list[dict[str, Any]]:
         self._stop.set()
