@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -29,23 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ENV = {
-    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/reconcile_bench_bulk"),
-    "REDIS_URL": "redis://127.0.0.1:6379/14",
-    "DJANGO_SETTINGS_MODULE": "reconcile_project.settings",
-    "DJANGO_ENV": "development",
-    "LOG_LEVEL": "WARNING",
-    "LOG_FILE": "",
-}
-os.environ.update(ENV)
-os.environ.pop("CELERY_BROKER_URL", None)
+from bench.benchdb import bench_environment  # noqa: E402
+
+# Redis db 10: 14 and 15 belong to the test suite.
+ENV = bench_environment(database="reconcile_bench_bulk", redis_url="redis://127.0.0.1:6379/10")
 
 TARGET_ROWS_PER_S = 2000
-
-
-from bench.benchdb import ensure_database  # noqa: E402
-
-ensure_database(ENV["DATABASE_URL"])
 
 import django  # noqa: E402
 

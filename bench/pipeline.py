@@ -43,22 +43,13 @@ def free_port() -> int:
 
 
 SANDBOX_PORT = free_port()
-ENV = {
-    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/reconcile_bench_pipeline"),
-    "REDIS_URL": "redis://127.0.0.1:6379/12",
-    "SANDBOX_URL": f"http://127.0.0.1:{SANDBOX_PORT}",
-    "DJANGO_SETTINGS_MODULE": "reconcile_project.settings",
-    "DJANGO_ENV": "development",
-    "LOG_LEVEL": "WARNING",
-    "LOG_FILE": "",
-}
-os.environ.update(ENV)
-os.environ.pop("CELERY_BROKER_URL", None)
+from bench.benchdb import bench_environment  # noqa: E402
 
-
-from bench.benchdb import ensure_database  # noqa: E402
-
-ensure_database(ENV["DATABASE_URL"])
+ENV = bench_environment(
+    database="reconcile_bench_pipeline",
+    redis_url="redis://127.0.0.1:6379/12",
+    SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",
+)
 
 import django  # noqa: E402
 

@@ -33,24 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ENV = {
-    "DATABASE_URL": os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/reconcile_bench_statement"
-    ),
-    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"),
-    "DJANGO_SETTINGS_MODULE": "reconcile_project.settings",
-    "DJANGO_ENV": "development",
-    "DEBUG": "false",
-    "LOG_LEVEL": "WARNING",
-    "LOG_FILE": "",
-}
-os.environ.update(ENV)
-os.environ.pop("CELERY_BROKER_URL", None)
+from bench.benchdb import bench_environment  # noqa: E402
 
-
-from bench.benchdb import ensure_database  # noqa: E402
-
-ensure_database(ENV["DATABASE_URL"])
+ENV = bench_environment(
+    database="reconcile_bench_statement", redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+)
 
 import django  # noqa: E402
 
