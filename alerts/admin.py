@@ -28,6 +28,8 @@ from simple_history.admin import SimpleHistoryAdmin
 from alerts import services
 from alerts.models import Alert
 from alerts.selectors import alert_decision
+from reconciliation.admin import DecideByChangePermission, EvidenceAdminMixin, campaign_filter
+from reconciliation.roles import ANALYST_GROUP
 from reconciliation.templatetags.risk import badge_html
 
 #: Most severe first: the rank the changelist sorts by (a text column would sort alphabetically).
@@ -36,7 +38,6 @@ SEVERITY_RANK = Case(
     default=Value(-1),
     output_field=IntegerField(),
 )
-ANALYST_GROUP = "risk_analyst"
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -149,7 +150,7 @@ class AssignForm(NoteForm):
 
 
 @admin.register(Alert)
-class AlertAdmin(SimpleHistoryAdmin):
+class AlertAdmin(EvidenceAdminMixin, DecideByChangePermission, SimpleHistoryAdmin):
     # Fits a 1400 px screen beside the filters: labels as badges, the affiliate by name, the title wrapping.
     list_display = (
         "severity_column",
@@ -171,7 +172,7 @@ class AlertAdmin(SimpleHistoryAdmin):
         "category",
         "platform",
         AffiliateFilter,
-        ("report__post__campaign", admin.RelatedFieldListFilter),
+        campaign_filter("report__post__campaign_id"),
         "created_at",
     )
     search_fields = ("title", "message", "affiliate__name", "affiliate__email", "=report__id")
@@ -221,23 +222,6 @@ class AlertAdmin(SimpleHistoryAdmin):
     @admin.display(description="affiliate", ordering="affiliate__name")
     def affiliate_column(self, obj: Alert) -> str:
         return obj.affiliate.name if obj.affiliate is not None else "-"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Alert | None = None) -> bool:
-        return False
-
-    def has_decide_permission(self, request: HttpRequest) -> bool:
-        """The triage actions need the model's change permission (the page itself stays view-only)."""
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Alert | None = None) -> list[str]:
-        return [field.name for field in Alert._meta.fields]
 
     # --- actions ----------------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ class AlertDecision:
     trust_series: list[tuple[str, Any]]
     other_open_alerts: list[Alert]
     recent_claims: list[AffiliateReport]
-    history: list[Any] | None
+    history: list[Any]
 
 
 def _compare(report: AffiliateReport, snapshot: PlatformReport, settings: Any) -> SnapshotComparison:
@@ -115,13 +115,8 @@ def alert_decision(*, alert_id: int) -> AlertDecision | None:
         )
         recent = affiliate_recent_claims(affiliate_id=affiliate.pk, exclude_id=report.pk if report else None)
         series = affiliate_trust_series(affiliate_id=affiliate.pk)
-    # The alert's own change history exists once django-simple-history tracks Alert (``alert.history``).
-    history_manager = getattr(alert, "history", None)
-    history = (
-        list(history_manager.select_related("history_user").order_by("-history_date")[:HISTORY_ROWS])
-        if history_manager is not None
-        else None
-    )
+    # The alert's own change history (django-simple-history), newest first.
+    history = list(alert.history.select_related("history_user").order_by("-history_date")[:HISTORY_ROWS])
     return AlertDecision(
         alert=alert,
         escalations=list(alert.escalations.order_by("created_at", "id")[:PAGE_ROWS]),

@@ -48,6 +48,16 @@ class EvidenceAdminMixin:
         return False
 
 
+class DecideByChangePermission:
+    """Recorded decisions (admin actions that go through a service) need the model's change permission,
+    even where the page itself is view-only."""
+
+    opts: Any
+
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+
 class EvidenceAdmin(EvidenceAdminMixin, admin.ModelAdmin):
     pass
 
@@ -77,7 +87,7 @@ class ThrottleForm(ReasonForm):
 
 
 @admin.register(models.Affiliate)
-class AffiliateAdmin(SimpleHistoryAdmin):  # history: who changed the active flag, when
+class AffiliateAdmin(DecideByChangePermission, SimpleHistoryAdmin):  # history: who changed the active flag, when
     """The affiliate's risk page. Trust moves only through the ledger, and the active flag and submission
     limit only through the recorded decisions below (``reconciliation.services.affiliates``)."""
 
@@ -136,10 +146,6 @@ class AffiliateAdmin(SimpleHistoryAdmin):  # history: who changed the active fla
             context["risk"] = affiliate_risk(affiliate=affiliate, now=timezone.now())
             context["can_decide"] = self.has_decide_permission(request)
         return super().change_view(request, object_id, form_url, extra_context=context)
-
-    def has_decide_permission(self, request: HttpRequest) -> bool:
-        """Suspending, throttling and re-running need the affiliate's change permission."""
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view

@@ -18,11 +18,9 @@ from redis.exceptions import RedisError
 
 from alerts.selectors import risk_dashboard
 from reconcile_project.metrics import breaker_states, queue_depths
+from reconciliation.roles import ANALYST_GROUP
 
 logger = logging.getLogger("reconciliation.dashboard")
-
-#: The analysts' group (created by the roles migration); its members land on the dashboard.
-ANALYST_GROUP = "risk_analyst"
 
 
 def _dashboard(request: HttpRequest) -> HttpResponse:
@@ -36,7 +34,6 @@ def _dashboard(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Risk dashboard",
         "d": data,
-        "open_by_type": [(row["alert_type"], row["total"]) for row in data.open_by_type_severity],
     }
     return TemplateResponse(request, "admin/risk_dashboard.html", context)
 

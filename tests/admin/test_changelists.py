@@ -100,6 +100,8 @@ def test_lists_queries_are_bounded(browser: Client, django_assert_max_num_querie
         "/admin/reconciliation/reconciliationattempt/",
         "/admin/reconciliation/platformreport/",
         "/admin/reconciliation/affiliate/",
+        "/admin/reconciliation/affiliateriskaction/",
+        "/admin/alerts/alert/",
     ):
         with django_assert_max_num_queries(20):
             assert browser.get(path).status_code == 200

@@ -158,3 +158,18 @@ def test_queries_are_bounded(browser: Client, django_assert_max_num_queries: Any
         run(report, ok(views=400 + 30 * i), report.submitted_at + dt.timedelta(minutes=1))
     with django_assert_max_num_queries(15):
         assert browser.get(URL).status_code == 200
+
+
+def test_the_dashboard_still_renders_when_the_broker_does_not_answer(
+    browser: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def broker_down() -> dict[str, int]:
+        raise RedisConnectionError("broker down")
+
+    monkeypatch.setattr("reconciliation.dashboard.queue_depths", broker_down)
+    response = browser.get("/admin/risk/")
+    assert response.status_code == 200
+    section = response.content.decode().split('id="queue-depth"')[1]
+    assert "Unknown: the broker did not answer." in section and "data-queue=" not in section

@@ -15,6 +15,8 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from reconciliation.roles import ANALYST_GROUP, OPS_GROUP
+
 ANALYST_VIEWS = [
     "alerts.view_alert",
     "reconciliation.view_affiliate",
@@ -31,7 +33,7 @@ ANALYST_VIEWS = [
     "platforms.view_platform",
 ]
 ROLES: dict[str, list[str]] = {
-    "risk_analyst": [
+    ANALYST_GROUP: [
         *ANALYST_VIEWS,
         # The triage actions (acknowledge, resolve, re-open, assign) and the affiliate actions (suspend,
         # throttle): never a direct edit of an alert, and no delete permission of anything.
@@ -40,7 +42,7 @@ ROLES: dict[str, list[str]] = {
         # Only enables "re-run reconciliation for the selected reports": logs have no change page.
         "reconciliation.change_reconciliationlog",
     ],
-    "ops": [
+    OPS_GROUP: [
         "platforms.view_platform",
         "platforms.change_platform",
         "reconciliation.view_affiliatereport",
