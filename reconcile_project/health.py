@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -146,9 +145,11 @@ def check_workers(
         cached = _cached_ping(client.get(WORKER_PING_KEY))
         if cached is not None and clock() - cached["checked_at"] < ttl:
             return cached
-        token = uuid.uuid4().hex
-        lock_ms = int((WORKER_PING_TIMEOUT + 2) * 1000)
-        if client.set(WORKER_PING_LOCK, token, nx=True, px=lock_ms):
+        lock_seconds = WORKER_PING_TIMEOUT + 2
+        # redis-py's lock: its release checks the owner and deletes in one script, so an expired lock
+        # that another request has taken since is never deleted from under it.
+        lock = client.lock(WORKER_PING_LOCK, timeout=lock_seconds, blocking=False, raise_on_release_error=False)
+        if lock.acquire():
             try:
                 # Read again under the lock: another request may have pinged and let go of the lock
                 # between our first read and our taking it.
@@ -158,12 +159,11 @@ def check_workers(
                 result = {**ping(), "checked_at": clock()}
                 client.set(WORKER_PING_KEY, json.dumps(result), px=int(ttl * STALE_FACTOR * 1000))
             finally:
-                if client.get(WORKER_PING_LOCK) == token:
-                    client.delete(WORKER_PING_LOCK)
+                lock.release()
             return result
         if cached is not None:
             return cached  # another request is refreshing it: the previous answer, without waiting
-        return _wait_for_ping(client, deadline=time.monotonic() + lock_ms / 1000)
+        return _wait_for_ping(client, deadline=time.monotonic() + lock_seconds)
     except RedisError:
         return {**ping(), "checked_at": clock()}
 

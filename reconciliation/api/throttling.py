@@ -19,6 +19,7 @@ moment is better than refusing every affiliate's submissions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -40,6 +41,7 @@ _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 KEY_PREFIX = "reconcile:throttle"
 
 
+@functools.lru_cache(maxsize=64)  # called on every throttled request with a handful of distinct rates
 def parse_rate(rate: str, setting: str = "RATE_LIMIT_SETTINGS") -> tuple[int, int]:
     """``"100/hour"`` → (100, 3600); the period is read from its first letter, as DRF does."""
     try:
