@@ -20,11 +20,10 @@ from django.utils import timezone
 
 from chat.models import ChatIdentity, ChatLinkCode
 from chat.parsing import ClaimArgs
-from platforms.links import InvalidPostURL, parse_post_url
 from reconciliation import rules
 from reconciliation.models import Affiliate, AffiliateReport, Campaign
 from reconciliation.services import submissions
-from reconciliation.services.submissions import SubmissionRejected, SubmissionResult
+from reconciliation.services.submissions import SubmissionRejected, SubmissionResult, check_post_url
 
 LINK_CODE_TTL = dt.timedelta(minutes=15)
 #: No 0/O, 1/I/L: a code is read off one screen and typed into another.
@@ -160,10 +159,7 @@ def chat_claim(
     affiliate = identity.affiliate
     if not affiliate.is_active:
         raise AffiliateInactive(affiliate.pk)
-    try:
-        link = parse_post_url(args.post_url)
-    except InvalidPostURL as exc:
-        raise SubmissionRejected({"post_url": str(exc)}) from None
+    link = check_post_url(post_url=args.post_url, platform=None)
     campaign_id = args.campaign_id
     if campaign_id is None:
         campaign_id = _only_open_campaign(affiliate=affiliate, platform=link.platform, now=now)

@@ -92,13 +92,13 @@ def check_claims(claims: rules.Claim) -> None:
         raise SubmissionRejected(errors)
 
 
-def check_post_url(*, post_url: str, platform: str) -> ParsedLink:
-    """The normalised link; its platform must be the one the affiliate named."""
+def check_post_url(*, post_url: str, platform: str | None) -> ParsedLink:
+    """The normalised link; its platform must be the one the affiliate named (``None``: the URL's own)."""
     try:
         link = parse_post_url(post_url)
     except InvalidPostURL as exc:
         raise SubmissionRejected({"post_url": str(exc)}) from None
-    if link.platform != platform:
+    if platform is not None and link.platform != platform:
         raise SubmissionRejected(
             {"platform": f"the post URL is a {link.platform} post, not {platform}; send platform={link.platform!r}"}
         )
@@ -563,16 +563,9 @@ def _check_row(
 ) -> tuple[Campaign, Platform, ParsedLink]:
     """The checks of :func:`report_submit`, on rows loaded once per import."""
     check_claims(row.claims)
-    if row.platform is None:
-        # The column is optional in a file: the URL names its platform.
-        try:
-            link = parse_post_url(row.post_url)
-        except InvalidPostURL as exc:
-            raise SubmissionRejected({"post_url": str(exc)}) from None
-        platform = link.platform
-    else:
-        platform = row.platform
-        link = check_post_url(post_url=row.post_url, platform=platform)
+    # The platform column is optional in a file: without it, the URL names its platform.
+    link = check_post_url(post_url=row.post_url, platform=row.platform)
+    platform = link.platform
     loaded = campaigns.get(row.campaign_id)
     campaign, platform_row = check_campaign_runs_on(
         campaign_id=row.campaign_id,
