@@ -30,6 +30,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from reconcile_project.csvsafe import escape_text
 from reconciliation import selectors, statements
 from reconciliation.api.schema import errors
 from reconciliation.api.views import ClientView, _checked_id
@@ -41,12 +42,8 @@ MAX_PERIOD_DAYS = 366
 #: CSV lines written per chunk sent to the client.
 LINES_PER_CHUNK = 1000
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def text_cell(value: str) -> str:
-    """A text cell a spreadsheet will not evaluate (see the module docstring)."""
-    return "'" + value if value.startswith(FORMULA_START) else value
+#: A text cell a spreadsheet will not evaluate (see the module docstring).
+text_cell = escape_text
 
 
 def cell(value: Any) -> Any:

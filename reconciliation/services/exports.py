@@ -32,7 +32,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import re
 import shutil
 import tempfile
 import zipfile
@@ -46,6 +45,7 @@ from django.db.models import Q, QuerySet
 
 from alerts.models import Alert
 from chat.models import ChatIdentity, ChatLinkCode
+from reconcile_project.csvsafe import escape_formula
 from reconcile_project.observability import log_business_event
 from reconciliation.models import (
     Affiliate,
@@ -67,10 +67,6 @@ CHUNK_SIZE = 2000
 #: JSON spooled in memory up to this size, then on disk.
 SPOOL_BYTES = 4 * 1024 * 1024
 
-#: What a spreadsheet would evaluate (OWASP "CSV injection"): these leading characters, unless the cell
-#: is a plain number (a negative trust delta must stay a number).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 Progress = Callable[[str, int], None]
 
@@ -347,13 +343,6 @@ def csv_cell(value: Any) -> str:
     else:
         text = str(value)
     return escape_formula(text)
-
-
-def escape_formula(text: str) -> str:
-    """``'`` before a cell a spreadsheet would evaluate (``=1+1``, ``@SUM(..)``, ``-2+3``), not before ``-0.5``."""
-    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
 
 
 # --- writing --------------------------------------------------------------------------------------

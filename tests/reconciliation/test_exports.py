@@ -30,6 +30,7 @@ from alerts.services import alert_acknowledge, alert_resolve
 from chat.models import ChatIdentity, ChatLinkCode, Provider
 from platforms.adapters.base import PlatformMetrics
 from platforms.fetcher import FetchOutcome
+from reconcile_project import csvsafe
 from reconciliation.models import (
     Affiliate,
     AffiliateAPIKey,
@@ -272,7 +273,7 @@ def test_formula_cells_are_escaped_in_csv_and_kept_in_json(trails: tuple[Trail, 
         for row in csv_rows(archive, table):
             for value in row.values():
                 if value[:1] in ("=", "+", "-", "@"):
-                    assert exports._PLAIN_NUMBER.fullmatch(value), (table, value)
+                    assert csvsafe.PLAIN_NUMBER.fullmatch(value), (table, value)
 
 
 @pytest.mark.parametrize(
@@ -291,7 +292,7 @@ def test_formula_cells_are_escaped_in_csv_and_kept_in_json(trails: tuple[Trail, 
     ],
 )
 def test_escape_formula(text: str, cell: str) -> None:
-    assert exports.escape_formula(text) == cell
+    assert csvsafe.escape_formula(text) == cell
 
 
 def test_csv_is_utf8_with_a_header_and_iso_datetimes(trails: tuple[Trail, Trail]) -> None:
