@@ -451,7 +451,8 @@ def _oauth1_verifies(url: str, query: str, authorization: str, consumer_secret: 
     from oauthlib.oauth1.rfc5849 import signature
 
     headers = {"Authorization": authorization}
-    request = OAuthRequest(url, http_method="GET", headers=headers)
+    # verify_hmac_sha1 reads the request's dynamic attributes (params, signature), which the stubs do not declare.
+    request: Any = OAuthRequest(url, http_method="GET", headers=headers)
     request.params = signature.collect_parameters(uri_query=query, headers=headers)
     every = dict(signature.collect_parameters(headers=headers, exclude_oauth_signature=False))
     request.signature = every["oauth_signature"]
