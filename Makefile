@@ -11,7 +11,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --requir
 export TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/reconcile
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint venv dev-venv lock migrate seed clean runbook-check image-size
+.PHONY: run test lint venv dev-venv lock migrate seed clean runbook-check image image-size
 
 $(RUNTIME_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,21 @@ runbook-check: venv
 lint: dev-venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+
+# The image Compose builds (docker-compose.yml's `image:`). `make image` builds it; `make image-size` prints its
+# size as Docker reports it (the uncompressed size of all its layers). Both need a Docker engine.
+IMAGE ?= affiliate-reconciliation:latest
+DOCKER_ENGINE_CHECK = command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
+	echo "$@: no Docker engine answers here (docker info failed); run it where Docker runs" >&2; exit 1; }
+
+image:
+	@$(DOCKER_ENGINE_CHECK)
+	docker build -t $(IMAGE) .
+
+image-size:
+	@$(DOCKER_ENGINE_CHECK)
+	@docker image inspect $(IMAGE) >/dev/null 2>&1 || { echo "$@: no image $(IMAGE); build it first (make image)" >&2; exit 1; }
+	@docker image inspect --format '{{.Size}}' $(IMAGE) | awk '{ printf "$(IMAGE): %d bytes (%.1f MB)\n", $$1, $$1 / 1000000 }'
 
 clean:
 	rm -rf var/ .pytest_cache .mypy_cache .ruff_cache
