@@ -31,7 +31,11 @@ Tracing overhead (``--compare-tracing``): the same two-server scheme, one with t
 (``OTEL_TRACES_EXPORTER=otlp``, exporting over OTLP/HTTP to a sink the bench runs on loopback, which
 answers 200 and counts the exports) and one with tracing off (no ``OTEL_*`` variable: the default). The
 JSON's ``tracing_overhead.p50_overhead`` is p50(on) / p50(off) - 1; ``otlp_exports`` shows the spans
-really left. Tracing off against the code before tracing existed: run the plain bench on both checkouts.
+really left. Against other code (``--baseline-root DIR``, a checkout with the same schema, e.g. ``git
+worktree add /tmp/before <commit>``): this checkout's server and one running DIR's code, interleaved the
+same way (``baseline.p50_overhead`` is this / baseline - 1); how tracing off compares with the code before
+tracing existed. Every run also reports ``server_cpu_ms_per_request`` (gunicorn's user + system CPU over
+the run / requests), steadier than latency on a shared machine.
 
 Every submission is the full path: auth (one indexed query), throttle (one Redis round trip), URL
 parsing, campaign checks, one transaction (post, report, outbox row, F() counter), suspicion flags,
@@ -254,9 +258,24 @@ def run_level(port: int, seeded: dict[str, Any], concurrency: int, requests: int
     }
 
 
+def server_cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
+    """User + system CPU of gunicorn's master and workers (its process group; Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        # After the command name: state ppid pgrp ... utime (14th field) stime (15th).
+        if int(fields[2]) == proc.pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def median_of(runs: list[dict]) -> dict:
-    keys = ("requests_per_second", "p50_ms", "p95_ms", "p99_ms")
-    out = {key: round(statistics.median(r[key] for r in runs), 2) for key in keys}
+    keys = ("requests_per_second", "p50_ms", "p95_ms", "p99_ms", "server_cpu_ms_per_request")
+    out = {key: round(statistics.median(r[key] for r in runs), 2) for key in keys if all(key in r for r in runs)}
     out["errors"] = sum(r["errors"] for r in runs)
     out["requests"] = sum(r["requests"] for r in runs)
     return out
@@ -280,14 +299,18 @@ def main() -> None:
     )
     parser.add_argument("--log-file", action="store_true", help="also write LOG_FILE (the rotating JSON file)")
     parser.add_argument(
+        "--baseline-root",
+        help="a checkout of other code (same schema) served as a second server against this one, runs interleaved",
+    )
+    parser.add_argument(
         "--compare-tracing",
         action="store_true",
         help="two servers, tracing on (OTLP/HTTP to a local sink) and off, runs interleaved",
     )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    if args.compare_log_levels and args.compare_tracing:
-        parser.error("--compare-log-levels and --compare-tracing are separate runs")
+    if sum(map(bool, (args.compare_log_levels, args.compare_tracing, args.baseline_root))) > 1:
+        parser.error("--compare-log-levels, --compare-tracing and --baseline-root are separate runs")
     # Each server variant: (label, environment on top of the common one); the first is the one reported.
     variants: list[tuple[str, dict[str, str]]] = [(args.log_level.upper(), {"LOG_LEVEL": args.log_level.upper()})]
     if args.compare_log_levels:
@@ -302,6 +325,10 @@ def main() -> None:
             ("tracing-on", {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}),
             ("tracing-off", {}),
         ]
+    roots = {label: ROOT for label, _ in variants}
+    if args.baseline_root:
+        variants = [("this", {}), ("baseline", {})]
+        roots = {"this": ROOT, "baseline": Path(args.baseline_root).resolve()}
     server_levels = [label for label, _ in variants]
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-submit-"))
@@ -359,7 +386,7 @@ def main() -> None:
                 [GUNICORN, "reconcile_project.wsgi:application", "--bind", f"127.0.0.1:{port}",
                  "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
                  "--keep-alive", "30", "--timeout", "60"],
-                cwd=ROOT, env=server_env, stdout=open(workdir / f"gunicorn-{level}.log", "wb"),
+                cwd=roots[level], env=server_env, stdout=open(workdir / f"gunicorn-{level}.log", "wb"),
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             servers[level] = (proc, port)
@@ -372,10 +399,14 @@ def main() -> None:
             for repeat in range(args.repeats):
                 order = server_levels if repeat % 2 == 0 else server_levels[::-1]
                 for level in order:
-                    port = servers[level][1]
+                    proc, port = servers[level]
+                    cpu_before = server_cpu_seconds(proc)
                     run = run_level(
                         port, seeded, c, args.requests, args.seconds, f"{server_levels.index(level)}c{c}r{repeat}x"
                     )
+                    # CPU per request: less sensitive than latency to other processes sharing the cores.
+                    cpu = server_cpu_seconds(proc) - cpu_before
+                    run["server_cpu_ms_per_request"] = round(1000 * cpu / max(run["requests"], 1), 3)
                     runs[level][str(c)].append(run)
                     log(f"{level} c={c} run {repeat + 1}: {run}")
 
@@ -418,10 +449,19 @@ def main() -> None:
                 str(c): round(results[str(c)]["median"]["p50_ms"] / off_results[str(c)]["median"]["p50_ms"] - 1, 4)
                 for c in levels
             }
-            report["tracing_overhead" if sink is not None else "logging_overhead"] = {
+            kind = "tracing_overhead" if sink is not None else "baseline" if args.baseline_root else "logging_overhead"
+            report[kind] = {
                 "on": on,
                 "off": off,
                 **({"otlp_exports": exported} if exported is not None else {}),
+                **({"baseline_root": str(roots["baseline"])} if args.baseline_root else {}),
+                "server_cpu_ms_per_request": {
+                    str(c): {
+                        on: results[str(c)]["median"].get("server_cpu_ms_per_request"),
+                        off: off_results[str(c)]["median"].get("server_cpu_ms_per_request"),
+                    }
+                    for c in levels
+                },
                 "off_concurrency": off_results,
                 "p50_overhead": overhead,
                 "target_max": 0.10,
