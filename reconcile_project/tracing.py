@@ -37,7 +37,10 @@ EXPORTERS = ("otlp", "console")
 _RECONCILE_TASK = "reconciliation.tasks.reconcile_report"
 
 _lock = threading.Lock()
+#: {"provider": TracerProvider, or None when the environment said off}; empty until configure_tracing runs.
 _state: dict[str, Any] = {}
+#: The instrumentations this module switched on (shutdown_tracing switches them off).
+_state_instrumentors: list[Any] = []
 
 
 def _env(name: str) -> str:
@@ -90,8 +93,8 @@ def configure_tracing(exporter: Any = None, *, set_global: bool = True) -> bool:
             return False  # the environment said off
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanProcessor
+        from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
         processor: SpanProcessor
         if exporter is not None:
@@ -110,7 +113,8 @@ def configure_tracing(exporter: Any = None, *, set_global: bool = True) -> bool:
 
                 processor = BatchSpanProcessor(OTLPSpanExporter())
         # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; ours is only the default.
-        resource = Resource.create({} if _env("OTEL_SERVICE_NAME") else {"service.name": SERVICE_NAME})
+        named = _env("OTEL_SERVICE_NAME") or "service.name=" in _env("OTEL_RESOURCE_ATTRIBUTES")
+        resource = Resource.create({} if named else {"service.name": SERVICE_NAME})
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(processor)
         if set_global:
@@ -133,8 +137,6 @@ def shutdown_tracing() -> None:
         _disconnect_signals()
         provider.shutdown()
 
-
-_state_instrumentors: list[Any] = []
 
 
 def _instrument(provider: Any) -> None:
