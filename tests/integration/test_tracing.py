@@ -111,6 +111,11 @@ def test_one_trace_spans_web_worker_and_platform_for_a_submission(
             )
     finally:
         signals.task_postrun.disconnect(_close_worker_connections)
+        # The embedded worker started this process's busy-time heartbeat (worker_ready); a worker process
+        # stops it on shutdown, which this thread never signals. Later tests count the live workers.
+        from reconcile_project.metrics import _stop_utilization
+
+        _stop_utilization()
     assert ReconciliationLog.objects.get(report_id=report_id).status == "MATCHED"
 
     finished = spans.get_finished_spans()
