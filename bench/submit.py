@@ -27,6 +27,16 @@ and Redis, one logging every request as JSON (INFO: ``Request started``/``comple
 between them (A B, B A, A B, ...), so a drift of the shared machine falls on both sides, and the JSON
 reports ``p50_overhead`` = p50(on) / p50(off) - 1 from the medians of the same bench run.
 
+Tracing overhead (``--compare-tracing``): the same two-server scheme, one with tracing on
+(``OTEL_TRACES_EXPORTER=otlp``, exporting over OTLP/HTTP to a sink the bench runs on loopback, which
+answers 200 and counts the exports) and one with tracing off (no ``OTEL_*`` variable: the default). The
+JSON's ``tracing_overhead.p50_overhead`` is p50(on) / p50(off) - 1; ``otlp_exports`` shows the spans
+really left. Against other code (``--baseline-root DIR``, a checkout with the same schema, e.g. ``git
+worktree add /tmp/before <commit>``): this checkout's server and one running DIR's code, interleaved the
+same way (``baseline.p50_overhead`` is this / baseline - 1); how tracing off compares with the code before
+tracing existed. Every run also reports ``server_cpu_ms_per_request`` (gunicorn's user + system CPU over
+the run / requests), steadier than latency on a shared machine.
+
 Every submission is the full path: auth (one indexed query), throttle (one Redis round trip), URL
 parsing, campaign checks, one transaction (post, report, outbox row, F() counter), suspicion flags,
 and the after-commit publish to the broker.
@@ -89,6 +99,46 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+class OTLPSink:
+    """A local OTLP/HTTP endpoint that accepts every export (200, empty body) and counts requests and bytes:
+    the tracing server exports for real (protobuf over HTTP) without a collector installed."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.requests = 0
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink._lock:
+                    sink.requests += 1
+                    sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def wait_for_requests(self, seconds: float = 6.0) -> dict[str, int]:
+        time.sleep(seconds)  # longer than the batch processor's 5 s schedule delay
+        with self._lock:
+            return {"requests": self.requests, "bytes": self.bytes}
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def bench_database_url() -> str:
@@ -208,9 +258,24 @@ def run_level(port: int, seeded: dict[str, Any], concurrency: int, requests: int
     }
 
 
+def server_cpu_seconds(proc: subprocess.Popen[bytes]) -> float:
+    """User + system CPU of gunicorn's master and workers (its process group; Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        # After the command name: state ppid pgrp ... utime (14th field) stime (15th).
+        if int(fields[2]) == proc.pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def median_of(runs: list[dict]) -> dict:
-    keys = ("requests_per_second", "p50_ms", "p95_ms", "p99_ms")
-    out = {key: round(statistics.median(r[key] for r in runs), 2) for key in keys}
+    keys = ("requests_per_second", "p50_ms", "p95_ms", "p99_ms", "server_cpu_ms_per_request")
+    out = {key: round(statistics.median(r[key] for r in runs), 2) for key in keys if all(key in r for r in runs)}
     out["errors"] = sum(r["errors"] for r in runs)
     out["requests"] = sum(r["requests"] for r in runs)
     return out
@@ -233,13 +298,38 @@ def main() -> None:
         help="measure logging overhead: two servers at these LOG_LEVELs (e.g. INFO,WARNING), runs interleaved",
     )
     parser.add_argument("--log-file", action="store_true", help="also write LOG_FILE (the rotating JSON file)")
+    parser.add_argument(
+        "--baseline-root",
+        help="a checkout of other code (same schema) served as a second server against this one, runs interleaved",
+    )
+    parser.add_argument(
+        "--compare-tracing",
+        action="store_true",
+        help="two servers, tracing on (OTLP/HTTP to a local sink) and off, runs interleaved",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    server_levels = [args.log_level.upper()]
+    if sum(map(bool, (args.compare_log_levels, args.compare_tracing, args.baseline_root))) > 1:
+        parser.error("--compare-log-levels, --compare-tracing and --baseline-root are separate runs")
+    # Each server variant: (label, environment on top of the common one); the first is the one reported.
+    variants: list[tuple[str, dict[str, str]]] = [(args.log_level.upper(), {"LOG_LEVEL": args.log_level.upper()})]
     if args.compare_log_levels:
         server_levels = [x.strip().upper() for x in args.compare_log_levels.split(",")]
         if len(server_levels) != 2 or server_levels[0] == server_levels[1]:
             parser.error("--compare-log-levels takes two different levels: ON,OFF (e.g. INFO,WARNING)")
+        variants = [(level, {"LOG_LEVEL": level}) for level in server_levels]
+    sink: OTLPSink | None = None
+    if args.compare_tracing:
+        sink = OTLPSink()
+        variants = [
+            ("tracing-on", {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url}),
+            ("tracing-off", {}),
+        ]
+    roots = {label: ROOT for label, _ in variants}
+    if args.baseline_root:
+        variants = [("this", {}), ("baseline", {})]
+        roots = {"this": ROOT, "baseline": Path(args.baseline_root).resolve()}
+    server_levels = [label for label, _ in variants]
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-submit-"))
     redis_proc = None
@@ -265,12 +355,15 @@ def main() -> None:
             "SECRET_KEY": "bench-only-secret-key-not-for-production-0123456789abcdef",
             "SECURE_SSL_REDIRECT": "false",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # Production's start-up checks: no platform is called here, and /metrics is not scraped.
+            "PLATFORMS_USE_SANDBOX": "true",
+            "METRICS_TOKEN": "bench-only-metrics-token",
             "DATABASE_URL": database_url,
             "CONN_MAX_AGE": "600",
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
             "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/1",
             "RATE_LIMIT_SETTINGS__SUBMISSION": "100000000/hour",
-            "LOG_LEVEL": server_levels[0],
+            "LOG_LEVEL": args.log_level.upper(),
             "LOG_FORMAT": "json",
             "LOG_FILE": "",
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
@@ -280,20 +373,20 @@ def main() -> None:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         seeded = seed(env)
 
-        for index, level in enumerate(server_levels):
-            server_env = {**env, "LOG_LEVEL": level}
+        for index, (level, overrides) in enumerate(variants):
+            server_env = {**env, **overrides}
             if args.log_file:
                 server_env["LOG_FILE"] = str(workdir / f"app-{level}.log")
             port = free_port()
             log(
-                f"gunicorn LOG_LEVEL={level}: {args.workers} {args.worker_class} workers x {args.threads} threads"
+                f"gunicorn {level}: {args.workers} {args.worker_class} workers x {args.threads} threads"
                 f" on 127.0.0.1:{port}"
             )
             proc = subprocess.Popen(
                 [GUNICORN, "reconcile_project.wsgi:application", "--bind", f"127.0.0.1:{port}",
                  "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
                  "--keep-alive", "30", "--timeout", "60"],
-                cwd=ROOT, env=server_env, stdout=open(workdir / f"gunicorn-{level}.log", "wb"),
+                cwd=roots[level], env=server_env, stdout=open(workdir / f"gunicorn-{level}.log", "wb"),
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             servers[level] = (proc, port)
@@ -306,12 +399,16 @@ def main() -> None:
             for repeat in range(args.repeats):
                 order = server_levels if repeat % 2 == 0 else server_levels[::-1]
                 for level in order:
-                    port = servers[level][1]
+                    proc, port = servers[level]
+                    cpu_before = server_cpu_seconds(proc)
                     run = run_level(
                         port, seeded, c, args.requests, args.seconds, f"{server_levels.index(level)}c{c}r{repeat}x"
                     )
+                    # CPU per request: less sensitive than latency to other processes sharing the cores.
+                    cpu = server_cpu_seconds(proc) - cpu_before
+                    run["server_cpu_ms_per_request"] = round(1000 * cpu / max(run["requests"], 1), 3)
                     runs[level][str(c)].append(run)
-                    log(f"LOG_LEVEL={level} c={c} run {repeat + 1}: {run}")
+                    log(f"{level} c={c} run {repeat + 1}: {run}")
 
         def summary(level: str) -> dict[str, Any]:
             return {str(c): {"median": median_of(runs[level][str(c)]), "runs": runs[level][str(c)]} for c in levels}
@@ -325,7 +422,7 @@ def main() -> None:
                 "threads": args.threads,
                 "worker_class": args.worker_class,
                 "conn_max_age": 600,
-                "log_level": server_levels[0],
+                "log_level": args.log_level.upper() if args.compare_tracing else server_levels[0],
                 "log_format": "json",
                 "log_file": args.log_file,
             },
@@ -345,14 +442,26 @@ def main() -> None:
         }
         if len(server_levels) == 2:
             on, off = server_levels
+            # Give the tracing server's batch processors time to send what they hold, then count it.
+            exported = sink.wait_for_requests() if sink is not None else None
             off_results = summary(off)
             overhead = {
                 str(c): round(results[str(c)]["median"]["p50_ms"] / off_results[str(c)]["median"]["p50_ms"] - 1, 4)
                 for c in levels
             }
-            report["logging_overhead"] = {
+            kind = "tracing_overhead" if sink is not None else "baseline" if args.baseline_root else "logging_overhead"
+            report[kind] = {
                 "on": on,
                 "off": off,
+                **({"otlp_exports": exported} if exported is not None else {}),
+                **({"baseline_root": str(roots["baseline"])} if args.baseline_root else {}),
+                "server_cpu_ms_per_request": {
+                    str(c): {
+                        on: results[str(c)]["median"].get("server_cpu_ms_per_request"),
+                        off: off_results[str(c)]["median"].get("server_cpu_ms_per_request"),
+                    }
+                    for c in levels
+                },
                 "off_concurrency": off_results,
                 "p50_overhead": overhead,
                 "target_max": 0.10,
@@ -365,6 +474,8 @@ def main() -> None:
         for proc, _port in servers.values():
             stop(proc)
         stop(redis_proc)
+        if sink is not None:
+            sink.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -16,3 +16,18 @@ app.autodiscover_tasks()
 from reconcile_project.observability import install_celery_hooks  # noqa: E402
 
 install_celery_hooks(app)
+
+
+# Tracing (reconcile_project/tracing.py), when the OTEL_* variables switch it on: in the worker's process
+# (thread and solo pools), in each prefork child and in beat.
+from celery import signals  # noqa: E402
+
+from reconcile_project.tracing import configure_tracing  # noqa: E402
+
+
+def _configure_tracing(**kwargs: object) -> None:
+    configure_tracing()
+
+
+for _signal in (signals.worker_init, signals.worker_process_init, signals.beat_init):
+    _signal.connect(_configure_tracing, weak=False)

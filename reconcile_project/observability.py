@@ -6,7 +6,8 @@ structlog call such as ``get_logger(__name__).info("Reconciliation completed", r
 in the same :class:`structlog.stdlib.ProcessorFormatter`, so both render the same keys:
 
     timestamp (ISO 8601 UTC), level, logger, message, module, function, line, process_id, thread_id,
-    request_id (when one is bound), and every ``extra`` / keyword as its own key.
+    request_id (when one is bound), trace_id and span_id (while tracing is on, inside a span), and every
+    ``extra`` / keyword as its own key.
 
 Handlers: the console (stderr, so that ``manage.py ... --json`` output on stdout stays parseable) in
 JSON or a readable format, and, when ``LOG_FILE`` is set, a rotating file (10 MB x 5) that is always
@@ -35,6 +36,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import structlog
+from opentelemetry import trace as otel_trace
 from structlog.processors import CallsiteParameter
 from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -139,6 +141,16 @@ def _add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDi
     return event_dict
 
 
+def _add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """``trace_id`` and ``span_id`` of the current span (reconcile_project/tracing.py), as the collector shows
+    them; nothing while tracing is off (no span is ever current then)."""
+    context = otel_trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", otel_trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", otel_trace.format_span_id(context.span_id))
+    return event_dict
+
+
 def _add_level(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     record = event_dict.get("_record")
     if record is not None and not event_dict.get("_from_structlog"):
@@ -157,7 +169,7 @@ _RENAMES = (
 )
 
 
-_LEADING_KEYS = ("timestamp", "level", "logger", "message", "request_id")
+_LEADING_KEYS = ("timestamp", "level", "logger", "message", "request_id", "trace_id")
 
 
 def _rename_fields(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -208,7 +220,20 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 
 #: Keys whose values the pipeline itself writes (never a caller's data): redaction skips them.
 _PIPELINE_KEYS = frozenset(
-    {"timestamp", "level", "logger", "module", "function", "line", "process_id", "thread_id", "exc_info", "stack_info"}
+    {
+        "timestamp",
+        "level",
+        "logger",
+        "module",
+        "function",
+        "line",
+        "process_id",
+        "thread_id",
+        "exc_info",
+        "stack_info",
+        "trace_id",
+        "span_id",
+    }
 )
 
 
@@ -263,6 +288,7 @@ def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
+        _add_trace_context,
         structlog.stdlib.add_logger_name,
         _add_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
@@ -318,13 +344,13 @@ def _formatter(fmt: Literal["json", "console"]) -> structlog.stdlib.ProcessorFor
     )
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

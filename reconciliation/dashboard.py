@@ -41,7 +41,7 @@ def _dashboard(request: HttpRequest) -> HttpResponse:
 def _index(request: HttpRequest) -> HttpResponse:
     """The admin index; an analyst lands on the dashboard instead (``?models`` shows the index)."""
     user = request.user
-    if "models" not in request.GET and user.groups.filter(name=ANALYST_GROUP).exists():  # type: ignore[union-attr]
+    if "models" not in request.GET and user.groups.filter(name=ANALYST_GROUP).exists():
         return HttpResponseRedirect(reverse("risk-dashboard"))
     return admin.site.index(request)
 

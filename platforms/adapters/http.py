@@ -117,11 +117,17 @@ def call_api(
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
     headers: Mapping[str, str] | None = None,
+    auth: requests.auth.AuthBase | None = None,
     api_error: ErrorHook | None = None,
     retry_hint: RetryHint | None = None,
 ) -> Any:
-    """Perform one API call and return its decoded JSON body, or raise a ``platforms.errors`` error."""
-    response = _send(config, method, url, platform=platform, params=params, json_body=json_body, headers=headers)
+    """Perform one API call and return its decoded JSON body, or raise a ``platforms.errors`` error.
+
+    ``auth`` signs the prepared request (X's OAuth 1.0a); plain credentials travel in ``headers``.
+    """
+    response = _send(
+        config, method, url, platform=platform, params=params, json_body=json_body, headers=headers, auth=auth
+    )
     api_response = _decode(response)
     error = map_response(api_response, platform=platform, api_error=api_error, retry_hint=retry_hint)
     if error is not None:
@@ -150,6 +156,7 @@ def _send(
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
     headers: Mapping[str, str] | None = None,
+    auth: requests.auth.AuthBase | None = None,
 ) -> requests.Response:
     try:
         return get_session().request(
@@ -158,6 +165,7 @@ def _send(
             params=params,
             json=json_body,
             headers=dict(headers or {}),
+            auth=auth,
             timeout=(config.connect_timeout, config.read_timeout),
             # A redirect would carry custom auth headers (Access-Token, developer-token) to another host,
             # and no reporting API redirects a data call: treat one as an error instead.

@@ -47,18 +47,16 @@ Credentials: ``consumer_key``, ``consumer_secret``, ``access_token``, ``access_t
 
 from __future__ import annotations
 
-import base64
 import gzip
-import hashlib
-import hmac
 import json
-import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
+
+from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_TYPE_AUTH_HEADER
+from requests_oauthlib import OAuth1
 
 from platforms.adapters.base import PlatformAdapter, PlatformMetrics
 from platforms.adapters.http import (
@@ -153,23 +151,8 @@ class XAdapter(PlatformAdapter):
     # --- the calls ----------------------------------------------------------------------------------
 
     def _signed(self, keys: Mapping[str, str], method: str, url: str, params: Mapping[str, str] | None = None) -> Any:
-        authorization = oauth1_header(
-            method,
-            url,
-            params or {},
-            consumer_key=keys["consumer_key"],
-            consumer_secret=keys["consumer_secret"],
-            token=keys["access_token"],
-            token_secret=keys["access_token_secret"],
-        )
         return call_api(
-            self.config,
-            method,
-            url,
-            platform=self.slug,
-            params=params,
-            headers={"Authorization": authorization},
-            retry_hint=x_retry_hint,
+            self.config, method, url, platform=self.slug, params=params, auth=oauth1(keys), retry_hint=x_retry_hint
         )
 
     def _created_at(self, keys: Mapping[str, str], post_id: str) -> datetime:
@@ -297,39 +280,22 @@ def x_retry_hint(response: ApiResponse) -> float | None:
     return max(present) if present else None
 
 
-# --- OAuth 1.0a (RFC 5849 §3.4.1, HMAC-SHA1) ------------------------------------------------------------
+# --- OAuth 1.0a --------------------------------------------------------------------------------------------
 
 
-def _pct(value: str) -> str:
-    # RFC 3986 unreserved characters only; quote() would leave "/" alone by default.
-    return quote(value, safe="-._~")
+def oauth1(keys: Mapping[str, str], **client_options: Any) -> OAuth1:
+    """requests' auth for X's OAuth 1.0a user context: HMAC-SHA1 in the ``Authorization`` header.
 
-
-def oauth1_header(
-    method: str,
-    url: str,
-    params: Mapping[str, str],
-    *,
-    consumer_key: str,
-    consumer_secret: str,
-    token: str,
-    token_secret: str,
-    nonce: str | None = None,
-    timestamp: str | None = None,
-) -> str:
-    """The ``Authorization: OAuth ...`` value for a request with these query (or form) parameters."""
-    oauth = {
-        "oauth_consumer_key": consumer_key,
-        "oauth_nonce": nonce or secrets.token_hex(16),
-        "oauth_signature_method": "HMAC-SHA1",
-        "oauth_timestamp": timestamp or str(int(time.time())),
-        "oauth_token": token,
-        "oauth_version": "1.0",
-    }
-    pairs = sorted((_pct(k), _pct(v)) for k, v in [*params.items(), *oauth.items()])
-    normalized = "&".join(f"{k}={v}" for k, v in pairs)
-    base_string = "&".join([method.upper(), _pct(url.split("?", 1)[0]), _pct(normalized)])
-    key = f"{_pct(consumer_secret)}&{_pct(token_secret)}"
-    digest = hmac.new(key.encode(), base_string.encode(), hashlib.sha1).digest()
-    oauth["oauth_signature"] = base64.b64encode(digest).decode()
-    return "OAuth " + ", ".join(f'{_pct(k)}="{_pct(v)}"' for k, v in sorted(oauth.items()))
+    requests-oauthlib signs each prepared request (method, URL without query, query and form parameters;
+    RFC 5849 §3.4.1) with a fresh nonce and timestamp; ``client_options`` (``nonce``, ``timestamp``) are
+    oauthlib's and only a test fixes them.
+    """
+    return OAuth1(
+        keys["consumer_key"],
+        client_secret=keys["consumer_secret"],
+        resource_owner_key=keys["access_token"],
+        resource_owner_secret=keys["access_token_secret"],
+        signature_method=SIGNATURE_HMAC_SHA1,
+        signature_type=SIGNATURE_TYPE_AUTH_HEADER,
+        **client_options,
+    )

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
 from requests.structures import CaseInsensitiveDict
 
 from platforms.adapters import http
@@ -18,7 +19,7 @@ from platforms.adapters.graph import graph_api_error, usage_retry_hint
 from platforms.adapters.http import ApiResponse, parse_retry_after, to_count
 from platforms.adapters.reddit import reddit_retry_hint
 from platforms.adapters.tiktok import tiktok_api_error
-from platforms.adapters.x import XAdapter, lifetime_windows, oauth1_header, x_retry_hint
+from platforms.adapters.x import XAdapter, lifetime_windows, oauth1, x_retry_hint
 from platforms.adapters.youtube import google_retry_hint
 from platforms.errors import AuthError, FetchError, NotFound, RateLimited, Timeout
 from platforms.registry import ADAPTERS, UnknownPlatform, adapter_class, build_adapter, get_adapter, reset_adapters
@@ -415,20 +416,65 @@ def test_counts_accept_the_platforms_number_encodings() -> None:
             to_count(bad, "f")
 
 
+X_DOC_KEYS = {
+    "consumer_key": "xvz1evFS4wEEPTGEFPHBog",
+    "consumer_secret": "kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw",
+    "access_token": "370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb",
+    "access_token_secret": "LswwdoUaIvS8ltyTt5jkRh4J50vUPVVHtR2YPi5kE",
+}
+
+
 def test_oauth1_signature_matches_the_documented_example() -> None:
-    # The worked example from X's "Creating a signature" documentation.
-    header = oauth1_header(
+    # The worked example from X's "Creating a signature" documentation: a query parameter and a form body,
+    # signed by the very auth object the adapter sends its calls with.
+    prepared = requests.Request(
         "POST",
         "https://api.twitter.com/1.1/statuses/update.json",
-        {"include_entities": "true", "status": "Hello Ladies + Gentlemen, a signed OAuth request!"},
-        consumer_key="xvz1evFS4wEEPTGEFPHBog",
-        consumer_secret="kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw",
-        token="370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb",
-        token_secret="LswwdoUaIvS8ltyTt5jkRh4J50vUPVVHtR2YPi5kE",
-        nonce="kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg",
-        timestamp="1318622958",
-    )
+        params={"include_entities": "true"},
+        data={"status": "Hello Ladies + Gentlemen, a signed OAuth request!"},
+        auth=oauth1(X_DOC_KEYS, nonce="kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg", timestamp="1318622958"),
+    ).prepare()
+    header = _text(prepared.headers["Authorization"])
+    assert header.startswith("OAuth ")
     assert 'oauth_signature="hCtSmYh%2BiHYCEqBWrE7C7hYmtUk%3D"' in header
+    assert 'oauth_consumer_key="xvz1evFS4wEEPTGEFPHBog"' in header
+
+
+def _text(value: str | bytes) -> str:
+    # requests-oauthlib leaves the header as bytes when it signed a form body; http.client sends either.
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def _oauth1_verifies(url: str, query: str, authorization: str, consumer_secret: str) -> bool:
+    """oauthlib's server-side check of an HMAC-SHA1 ``Authorization`` header for a GET of ``url``."""
+    from oauthlib.common import Request as OAuthRequest
+    from oauthlib.oauth1.rfc5849 import signature
+
+    headers = {"Authorization": authorization}
+    # verify_hmac_sha1 reads the request's dynamic attributes (params, signature), which the stubs do not declare.
+    request: Any = OAuthRequest(url, http_method="GET", headers=headers)
+    request.params = signature.collect_parameters(uri_query=query, headers=headers)
+    every = dict(signature.collect_parameters(headers=headers, exclude_oauth_signature=False))
+    request.signature = every["oauth_signature"]
+    return signature.verify_hmac_sha1(request, consumer_secret, X_DOC_KEYS["access_token_secret"])
+
+
+def test_oauth1_signs_query_parameters_verifiably_with_fresh_nonces() -> None:
+    # What the adapter sends (a GET with a query, no body), checked by oauthlib's server-side verification.
+    query = "count=1000&job_ids=1%2C2"
+    url = f"https://ads-api.x.com/12/stats/jobs/accounts/18ce54d4x5t?{query}"
+    first, second = (
+        _text(requests.Request("GET", url, auth=oauth1(X_DOC_KEYS)).prepare().headers["Authorization"])
+        for _ in range(2)
+    )
+    assert _oauth1_verifies(url, query, first, X_DOC_KEYS["consumer_secret"])
+    assert _oauth1_verifies(url, query, second, X_DOC_KEYS["consumer_secret"])
+    # Not vacuous: another secret, or another query, does not verify.
+    assert not _oauth1_verifies(url, query, first, "another-secret")
+    other_query = query.replace("1000", "999")
+    assert not _oauth1_verifies(url.replace(query, other_query), other_query, first, X_DOC_KEYS["consumer_secret"])
+    nonce = [h.split('oauth_nonce="')[1].split('"')[0] for h in (first, second)]
+    assert nonce[0] != nonce[1]
 
 
 def test_youtube_id_outside_the_video_alphabet_is_not_sent(make_adapter: AdapterFactory, sandbox_client) -> None:

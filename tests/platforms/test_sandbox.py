@@ -351,19 +351,9 @@ def test_meta_empty_insights_are_an_empty_data_list(sandbox_client: SandboxClien
 
 
 def _x_signed(method: str, url: str, params: dict[str, str]) -> requests.Response:
-    from platforms.adapters.x import oauth1_header
+    from platforms.adapters.x import oauth1
 
-    credentials = sandbox_credentials("x")
-    header = oauth1_header(
-        method,
-        url,
-        params,
-        consumer_key=credentials["consumer_key"],
-        consumer_secret=credentials["consumer_secret"],
-        token=credentials["access_token"],
-        token_secret=credentials["access_token_secret"],
-    )
-    return requests.request(method, url, params=params, headers={"Authorization": header}, timeout=5)
+    return requests.request(method, url, params=params, auth=oauth1(sandbox_credentials("x")), timeout=5)
 
 
 X_JOB = {
