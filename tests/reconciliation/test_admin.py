@@ -26,6 +26,7 @@ from reconciliation.models import (
     Post,
     ReconciliationAttempt,
     ReconciliationLog,
+    ShadowVerdict,
     TrustEvent,
 )
 from reconciliation.services.affiliates import affiliate_throttle
@@ -44,6 +45,7 @@ EVIDENCE: tuple[type[models.Model], ...] = (
     TrustEvent,
     Alert,
     AffiliateRiskAction,
+    ShadowVerdict,
 )
 REGISTERED = sorted(admin.site._registry, key=lambda m: m._meta.label)
 
