@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,7 +43,7 @@ from reconciliation.models import (
     ReconciliationLog,
     campaign_ruleset,
 )
-from reconciliation.rules.simulation import ROW_COLUMNS, Simulation
+from reconciliation.rules.simulation import Row, Simulation
 
 #: ``--ruleset-other-than CURRENT``: verdicts not decided under their campaign's current rule set.
 CURRENT = "CURRENT"
@@ -211,17 +213,30 @@ def selection_sql(selection: Selection) -> tuple[str, list[Any]]:
     return sql, params
 
 
-def _stream_sql(selection: Selection) -> tuple[str, list[Any]]:
+#: From this many selected claims on, the deciding snapshots are found by one hash join over all attempts
+#: instead of an index look-up per claim (about twice as fast for a million claims, much slower for a few).
+HASH_JOIN_FROM = 50_000
+
+
+def _stream_sql(selection: Selection, *, hash_join: bool) -> tuple[str, list[Any]]:
     t = _tables()
     base, params = selection_sql(selection)
     # The snapshot that decided the stored verdict: the latest attempt that reached it, and its snapshot.
     # A claim without one (PENDING, MISSING) keeps its verdict under any rules.
-    evidence = (
-        f"LEFT JOIN LATERAL (SELECT s.views, s.clicks, s.conversions, s.fetched_at FROM {t['attempt']} a"
-        f" JOIN {t['snapshot']} s ON s.attempt_id = a.id"
-        " WHERE a.report_id = l.report_id AND a.status = l.status AND l.status = ANY(%s)"
-        " ORDER BY a.number DESC LIMIT 1) e ON TRUE"
-    )
+    if hash_join:
+        evidence = (
+            f"LEFT JOIN (SELECT DISTINCT ON (a.report_id, a.status) a.report_id, a.status, s.views, s.clicks,"
+            f" s.conversions, s.fetched_at FROM {t['attempt']} a JOIN {t['snapshot']} s ON s.attempt_id = a.id"
+            " WHERE a.status = ANY(%s) ORDER BY a.report_id, a.status, a.number DESC) e"
+            " ON e.report_id = l.report_id AND e.status = l.status"
+        )
+    else:
+        evidence = (
+            f"LEFT JOIN LATERAL (SELECT s.views, s.clicks, s.conversions, s.fetched_at FROM {t['attempt']} a"
+            f" JOIN {t['snapshot']} s ON s.attempt_id = a.id"
+            " WHERE a.report_id = l.report_id AND a.status = l.status AND l.status = ANY(%s)"
+            " ORDER BY a.number DESC LIMIT 1) e ON TRUE"
+        )
     columns = (
         "l.report_id, p.campaign_id, p.affiliate_id, r.claimed_views, r.claimed_clicks, r.claimed_conversions,"
         " l.status, l.discrepancy_level, l.views_diff_pct, l.clicks_diff_pct, l.conversions_diff_pct,"
@@ -250,7 +265,8 @@ def with_current_fingerprints(selection: Selection) -> Selection:
     if selection.ruleset_other_than != CURRENT:
         return selection
     found = _rulesets(campaign_id=selection.campaign_id, set_values=None, overrides=None)
-    return Selection(**{**asdict(selection), "current_fingerprints": {k: r.fingerprint for k, r in found.current.items()}})
+    current = {k: r.fingerprint for k, r in found.current.items()}
+    return Selection(**{**asdict(selection), "current_fingerprints": current})
 
 
 def selected_report_ids(selection: Selection) -> list[int]:
@@ -266,18 +282,57 @@ def selected_report_ids(selection: Selection) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def _stream(selection: Selection, sim: Simulation, progress: Callable[[int], None] | None) -> None:
-    sql, params = _stream_sql(selection)
+def _prefetched(cursor: Any, size: int) -> Iterator[list[Row]]:
+    """Batches of ``cursor.fetchmany(size)``, the next one fetched by a thread while this one is classified.
+
+    The database computes and sends a batch while the GIL is released (network wait), so on two cores the
+    server and the classification overlap instead of taking turns.
+    """
+    batches: queue.Queue[list[Row] | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(size)
+                while not stop.is_set():
+                    try:
+                        batches.put(rows or None, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if not rows:
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            batches.put(exc)
+
+    thread = threading.Thread(target=produce, name="simulation-fetch", daemon=True)
+    thread.start()
+    try:
+        while (item := batches.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _stream(selection: Selection, sim: Simulation, progress: Callable[[int], None] | None, *, claims: int) -> None:
+    sql, params = _stream_sql(selection, hash_join=claims >= HASH_JOIN_FROM)
     own = not connection.in_atomic_block
     with transaction.atomic():
         if own:
-            # First statement of our own transaction: PostgreSQL itself refuses any write from here on.
             with connection.cursor() as cursor:
+                # First statement of our own transaction: PostgreSQL itself refuses any write from here on.
                 cursor.execute("SET TRANSACTION READ ONLY")
+                # A cursor is planned for its first rows (nested loops); this one is read to the end.
+                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+                cursor.execute("SET LOCAL jit = off")
         cursor = connection.chunked_cursor()
         try:
             cursor.execute(sql, params)
-            while rows := cursor.fetchmany(CHUNK):
+            for rows in _prefetched(cursor.cursor, CHUNK):
                 n = sim.add_rows(rows)
                 if progress is not None:
                     progress(n)
@@ -308,8 +363,9 @@ def simulation_run(
         selection = Selection(
             **{**asdict(selection), "current_fingerprints": {k: r.fingerprint for k, r in found.current.items()}}
         )
+    claims = selection_count(selection)
     if total is not None:
-        total(selection_count(selection))
+        total(claims)
     sim = Simulation(
         proposed=found.proposed,
         default=found.default_proposed,
@@ -317,7 +373,7 @@ def simulation_run(
         trust_after=found.global_proposed.trust,
         examples=examples,
     )
-    _stream(selection, sim, progress)
+    _stream(selection, sim, progress, claims=claims)
     ids = [a for a, units in sim.trust_units.items() if units]
     scores: dict[int, Any] = {}
     for start in range(0, len(ids), CHUNK):
