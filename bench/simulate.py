@@ -76,7 +76,8 @@ def _diff(c: str, p: str, floor: int) -> str:
 
 
 def _over(c: str, p: str, floor: int) -> str:
-    return f"CASE WHEN {p} IS NOT NULL AND {c} > {p} AND {c} - {p} > {floor} THEN ({c} - {p})::numeric / GREATEST({p}, 1) END"
+    over = f"{p} IS NOT NULL AND {c} > {p} AND {c} - {p} > {floor}"
+    return f"CASE WHEN {over} THEN ({c} - {p})::numeric / GREATEST({p}, 1) END"
 
 
 def build(claims: int, rebuild: bool) -> Campaign:

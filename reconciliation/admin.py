@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -344,12 +344,24 @@ class CampaignForm(forms.ModelForm):
 
     class Meta:
         model = models.Campaign
-        fields = "__all__"
+        fields = (
+            "client",
+            "name",
+            "platforms",
+            "start_date",
+            "end_date",
+            "status",
+            "rule_overrides",
+            "shadow_rule_overrides",
+            "recheck_interval_hours",
+            "recheck_window_days",
+        )
 
     simulation: dict[str, Any] | None = None
+    simulation_grid: dict[str, Any] | None = None
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if self.instance.pk is None or "rule_overrides" not in cleaned or self.has_error("rule_overrides"):
             return cleaned
         proposed = cleaned["rule_overrides"] or {}
@@ -365,7 +377,8 @@ class CampaignForm(forms.ModelForm):
             selection=Selection(campaign_id=self.instance.pk, limit=PREVIEW_CLAIMS), overrides=proposed, examples=10
         )
         self.simulation_grid = matrix_grid(self.simulation)
-        data = self.data.copy()
+        # Shown again with the page: the next save of these same overrides is the confirmed one.
+        data: Any = self.data.copy() if isinstance(self.data, QueryDict) else dict(self.data)
         data[self.add_prefix("reviewed_fingerprint")] = fingerprint
         self.data = data
         raise ValidationError(
@@ -382,9 +395,7 @@ def matrix_grid(result: dict[str, Any]) -> dict[str, Any]:
     rows = [
         {
             "status": old,
-            "cells": [
-                {"cell": cells.get((old, new)), "changed": old != new and (old, new) in cells} for new in news
-            ],
+            "cells": [{"cell": cells.get((old, new)), "changed": old != new and (old, new) in cells} for new in news],
         }
         for old in olds
     ]

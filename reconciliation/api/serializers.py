@@ -567,7 +567,9 @@ class RuleSimulationOutput(serializers.Serializer):
     )
     claims = serializers.IntegerField()
     reevaluated = serializers.IntegerField(help_text="Claims with a deciding platform snapshot, re-classified.")
-    without_evidence = serializers.IntegerField(help_text="Claims without one (PENDING, MISSING): they keep their verdict.")
+    without_evidence = serializers.IntegerField(
+        help_text="Claims without one (PENDING, MISSING): they keep their verdict."
+    )
     changed_status = serializers.IntegerField()
     changed_status_pct = serializers.FloatField()
     changed_level = serializers.IntegerField(help_text="Same status, another level (an over-claim HIGH → CRITICAL).")

@@ -482,7 +482,10 @@ class RuleSimulationView(ApiView):
             ),
             OpenApiExample(
                 "a global setting, last week's claims",
-                value={"set": {"RECONCILIATION_SETTINGS__OVERCLAIM_THRESHOLD_PCT": 0.25}, "since": "2026-01-01T00:00:00Z"},
+                value={
+                    "set": {"RECONCILIATION_SETTINGS__OVERCLAIM_THRESHOLD_PCT": 0.25},
+                    "since": "2026-01-01T00:00:00Z",
+                },
                 request_only=True,
             ),
         ],

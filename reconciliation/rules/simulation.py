@@ -111,6 +111,8 @@ class FastClassifier:
         "medium",
         "over_high",
         "over_critical",
+        "bands",
+        "over_margins",
         "exact_calls",
     )
 
@@ -124,6 +126,16 @@ class FastClassifier:
         self.medium = float(settings.medium_max)
         self.over_high = float(settings.overclaim_threshold_pct)
         self.over_critical = float(settings.overclaim_critical_pct)
+        #: (bound, how close to it is too close for floats, status, level), in the table's order.
+        self.bands = tuple(
+            (bound, _margin(bound), status, level)
+            for bound, status, level in (
+                (self.base, "MATCHED", None),
+                (self.low, "DISCREPANCY_LOW", "LOW"),
+                (self.medium, "DISCREPANCY_MEDIUM", "MEDIUM"),
+            )
+        )
+        self.over_margins = (_margin(self.over_critical), _margin(self.over_high))
         #: How often the exact path decided (for the benchmark's curiosity and the tests).
         self.exact_calls = 0
 
@@ -182,7 +194,8 @@ class FastClassifier:
             discounted = p / growth
             gap = discounted - c
             # c < P/G and P/G − c ≤ floor are decided on a float P/G: exact when it is not close.
-            if abs(gap) <= _EPS * max(1.0, discounted) or abs(gap - floor) <= _EPS * max(1.0, discounted):
+            margin = _EPS * discounted if discounted > 1.0 else _EPS
+            if -margin <= gap <= margin or -margin <= gap - floor <= margin:
                 return self.exact(claimed, observed, hours)
             if gap > floor:
                 d = -gap / discounted
@@ -193,28 +206,27 @@ class FastClassifier:
                 diffs.append(0.0)
 
         if has_over:
-            if _near(max_pos, self.over_critical) or _near(max_pos, self.over_high):
+            critical, high = self.over_critical, self.over_high
+            near_critical, near_high = self.over_margins
+            if -near_critical <= max_pos - critical <= near_critical or -near_high <= max_pos - high <= near_high:
                 return self.exact(claimed, observed, hours)
-            if max_pos >= self.over_critical:
+            if max_pos >= critical:
                 return Verdict(_OVER, "CRITICAL", (diffs[0], diffs[1], diffs[2]))
-            if max_pos >= self.over_high:
+            if max_pos >= high:
                 return Verdict(_OVER, "HIGH", (diffs[0], diffs[1], diffs[2]))
         if missing:
             return Verdict(_INCOMPLETE, None, (diffs[0], diffs[1], diffs[2]))
-        for bound, status, level in (
-            (self.base, "MATCHED", None),
-            (self.low, "DISCREPANCY_LOW", "LOW"),
-            (self.medium, "DISCREPANCY_MEDIUM", "MEDIUM"),
-        ):
-            if _near(max_abs, bound):
+        for bound, margin, status, level in self.bands:
+            if -margin <= max_abs - bound <= margin:
                 return self.exact(claimed, observed, hours)
             if max_abs <= bound:
                 return Verdict(status, level, (diffs[0], diffs[1], diffs[2]))
         return Verdict(_HIGH, "HIGH", (diffs[0], diffs[1], diffs[2]))
 
 
-def _near(value: float, bound: float) -> bool:
-    return abs(value - bound) <= _EPS * max(1.0, abs(bound))
+def _margin(bound: float) -> float:
+    """How close to ``bound`` a float comparison is left to the exact rules."""
+    return _EPS * max(1.0, abs(bound))
 
 
 def _units(value: float) -> int:

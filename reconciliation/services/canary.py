@@ -44,7 +44,9 @@ def shadow_verdict_record(
     try:
         shadow = campaign_ruleset(overrides)
     except RuleOverrideError as exc:  # written around Campaign.clean(): the canary is off, the live verdict stands
-        logger.warning("Canary skipped: shadow overrides do not validate", extra={"campaign_id": campaign_id, "error": str(exc)})
+        logger.warning(
+            "Canary skipped: shadow overrides do not validate", extra={"campaign_id": campaign_id, "error": str(exc)}
+        )
         return None
     verdict = rules.classify(
         claimed=claimed.claim, platform=platform, hours_since_claim=hours, settings=shadow.reconciliation

@@ -260,6 +260,18 @@ def selection_count(selection: Selection) -> int:
     return min(int(count), selection.limit) if selection.limit is not None else int(count)
 
 
+def selection_estimate(selection: Selection) -> int:
+    """The planner's estimate of :func:`selection_count`, without counting (to choose how to read)."""
+    sql, params = selection_sql(selection)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) SELECT 1" + sql, params)
+        (plan,) = cursor.fetchone()
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    rows = int(plan[0]["Plan"]["Plan Rows"])
+    return min(rows, selection.limit) if selection.limit is not None else rows
+
+
 def with_current_fingerprints(selection: Selection) -> Selection:
     """The selection with each campaign's current fingerprint filled in (for ``ruleset_other_than=CURRENT``)."""
     if selection.ruleset_other_than != CURRENT:
@@ -352,7 +364,8 @@ def simulation_run(
     """Re-classify the selected stored claims under the proposed rules; returns the report (JSON-ready).
 
     ``progress(n)`` is called after each batch of ``n`` claims; ``total(n)`` once, before, with the number of
-    claims selected. Raises SimulationError for bad settings, overrides or selection.
+    claims selected (counted only when it is asked for). Raises SimulationError for bad settings, overrides
+    or selection.
     """
     if connection.vendor != "postgresql":
         raise SimulationError({"database": "the simulation streams with PostgreSQL's server-side cursors"})
@@ -363,9 +376,11 @@ def simulation_run(
         selection = Selection(
             **{**asdict(selection), "current_fingerprints": {k: r.fingerprint for k, r in found.current.items()}}
         )
-    claims = selection_count(selection)
     if total is not None:
+        claims = selection_count(selection)
         total(claims)
+    else:
+        claims = selection_estimate(selection)
     sim = Simulation(
         proposed=found.proposed,
         default=found.default_proposed,
@@ -381,18 +396,15 @@ def simulation_run(
     result = sim.result(scores=scores)
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
-    changed_rules = sorted(
-        (
-            {
-                "campaign_id": pk,
-                "current": short_fingerprint(found.current[pk].fingerprint),
-                "proposed": short_fingerprint(ruleset.fingerprint),
-            }
-            for pk, ruleset in found.proposed.items()
-            if ruleset.fingerprint != found.current[pk].fingerprint
-        ),
-        key=lambda c: c["campaign_id"],
-    )
+    changed_rules = [
+        {
+            "campaign_id": pk,
+            "current": short_fingerprint(found.current[pk].fingerprint),
+            "proposed": short_fingerprint(ruleset.fingerprint),
+        }
+        for pk, ruleset in sorted(found.proposed.items())
+        if ruleset.fingerprint != found.current[pk].fingerprint
+    ]
     result["decided_under"] = {short_fingerprint(k) if k else "": v for k, v in result["decided_under"].items()}
     for example in result["examples"]:
         example["fingerprint"] = short_fingerprint(example["fingerprint"])

@@ -26,7 +26,7 @@ def decide(campaign: Campaign, views: int, observed: int = 1000) -> Any:
         post=factories.post(campaign=campaign), claimed_views=views, claimed_clicks=100, claimed_conversions=10
     )
     metrics = PlatformMetrics(observed, 100, 10, raw={})
-    outcome = FetchOutcome(metrics=metrics, missing_fields=(), attempts=1, duration_seconds=0.01)
+    outcome = FetchOutcome(metrics=metrics, missing_fields=[], attempts=1, duration_seconds=0.01)
     attempt_run(report_id=report.pk, worker="test", fetcher=lambda _c: outcome, clock=lambda: report.submitted_at)
     return report
 

@@ -27,7 +27,7 @@ def decide(world: World, views: int) -> Any:
         claimed_conversions=10,
     )
     metrics = PlatformMetrics(1000, 100, 10, raw={})
-    outcome = FetchOutcome(metrics=metrics, missing_fields=(), attempts=1, duration_seconds=0.01)
+    outcome = FetchOutcome(metrics=metrics, missing_fields=[], attempts=1, duration_seconds=0.01)
     attempt_run(report_id=report.pk, worker="test", fetcher=lambda _c: outcome, clock=lambda: report.submitted_at)
     return report
 

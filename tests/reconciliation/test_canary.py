@@ -141,9 +141,7 @@ def test_agreement_rate_is_counted_for_the_current_shadow_rules() -> None:
     agreement = canary_agreement(campaign)
     assert agreement is not None
     assert (agreement["attempts"], agreement["agree"], agreement["agreement_pct"]) == (4, 3, 75.0)
-    assert agreement["disagreements"] == [
-        {"live": "DISCREPANCY_LOW", "shadow": "AFFILIATE_OVERCLAIMED", "attempts": 1}
-    ]
+    assert agreement["disagreements"] == [{"live": "DISCREPANCY_LOW", "shadow": "AFFILIATE_OVERCLAIMED", "attempts": 1}]
     # New shadow rules start a new count.
     campaign.shadow_rule_overrides = {"RECONCILIATION_SETTINGS": {"low_max": 0.15}}
     campaign.save()

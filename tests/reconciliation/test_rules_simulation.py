@@ -59,11 +59,7 @@ def _changed(value: Any) -> Any:
     return round(value * 0.5 + 0.001, 6) if value > 0 else round(value * 1.1 - 0.001, 6)
 
 
-FIELDS = [
-    (group, field)
-    for group in sorted(OVERRIDABLE)
-    for field in GROUPS[group][1].model_fields
-]
+FIELDS = [(group, field) for group in sorted(OVERRIDABLE) for field in GROUPS[group][1].model_fields]
 
 
 @pytest.mark.parametrize(("group", "field"), FIELDS)
@@ -157,7 +153,10 @@ def row(
     diffs: tuple[float | None, ...] = (None, None, None)
     if platform is not None and status is None:
         result = classify(
-            claimed=Claim(*claimed), platform=Observed(*platform), hours_since_claim=hours, settings=rules.reconciliation
+            claimed=Claim(*claimed),
+            platform=Observed(*platform),
+            hours_since_claim=hours,
+            settings=rules.reconciliation,
         )
         status = str(result.status)
         level = None if result.level is None else str(result.level)
@@ -241,8 +240,11 @@ def test_a_tolerance_change_moves_exactly_the_hand_computed_claims() -> None:
     assert sorted(moved) == [920, 930, 940, 1060, 1070, 1080]
     assert result["changed_status"] == 6
     matrix = {(c["from"], c["to"]): c["claims"] for c in result["matrix"]}
-    assert matrix == {("MATCHED", "MATCHED"): 11, ("DISCREPANCY_LOW", "DISCREPANCY_LOW"): 4,
-                      ("DISCREPANCY_LOW", "MATCHED"): 6}
+    assert matrix == {
+        ("MATCHED", "MATCHED"): 11,
+        ("DISCREPANCY_LOW", "DISCREPANCY_LOW"): 4,
+        ("DISCREPANCY_LOW", "MATCHED"): 6,
+    }
     assert result["changed_status_pct"] == round(600 / 21, 2)
     # Trust: each of the 6 goes from MINOR_DISCREPANCY (-0.01) to PERFECT_MATCH (+0.01): +0.02 each.
     assert result["trust"]["largest_moves"] == [

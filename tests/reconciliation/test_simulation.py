@@ -124,7 +124,9 @@ def test_a_known_tolerance_change_moves_exactly_the_hand_computed_claims(history
     moves = sorted(m["change"] for m in result["trust"]["largest_moves"])
     assert moves == ["0.0200", "0.0600"]
     assert result["proposed"]["campaigns_changed"] == Campaign.objects.count()  # a global change: every campaign
-    assert all(e["after"]["status"] == "MATCHED" and e["before"]["status"] == "DISCREPANCY_LOW" for e in result["examples"])
+    assert all(
+        e["after"]["status"] == "MATCHED" and e["before"]["status"] == "DISCREPANCY_LOW" for e in result["examples"]
+    )
 
 
 def test_both_ways_of_finding_the_deciding_snapshots_agree(history: dict[str, Any], monkeypatch: Any) -> None:
@@ -206,7 +208,9 @@ def test_the_simulation_runs_in_a_read_only_transaction() -> None:
 def test_campaign_overrides_and_selection(history: dict[str, Any]) -> None:
     campaign = history["campaign"]
     other = factories.campaign()
-    report = factories.report(post=factories.post(campaign=other), claimed_views=1060, claimed_clicks=100, claimed_conversions=10)
+    report = factories.report(
+        post=factories.post(campaign=other), claimed_views=1060, claimed_clicks=100, claimed_conversions=10
+    )
     run(report, ok(), report.submitted_at)
     proposed = json.dumps({"RECONCILIATION_SETTINGS": {"base_tolerance_pct": 0.08}})
     result = simulate("--campaign", str(campaign.pk), "--overrides", proposed)
@@ -272,7 +276,12 @@ def test_rereconcile_reruns_only_verdicts_decided_under_older_rules(history: dic
     assert _state() == state  # a dry run
     by_fingerprint = io.StringIO()
     call_command(
-        "rereconcile", "--ruleset-other-than", old.short_fingerprint, "--dry-run", "--no-progress", stdout=by_fingerprint
+        "rereconcile",
+        "--ruleset-other-than",
+        old.short_fingerprint,
+        "--dry-run",
+        "--no-progress",
+        stdout=by_fingerprint,
     )
     assert "dry run: 1 report(s) would be re-reconciled" in by_fingerprint.getvalue()  # only `fresh`
 

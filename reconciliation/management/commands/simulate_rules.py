@@ -53,7 +53,10 @@ def run_simulation(command: BaseCommand, options: dict[str, Any], **kwargs: Any)
             bar.total = n
             bar.refresh()
 
-        return simulation_run(selection=selection, progress=bar.update, total=total, **kwargs)
+        shown = not bar.disable
+        return simulation_run(
+            selection=selection, progress=bar.update if shown else None, total=total if shown else None, **kwargs
+        )
     except SimulationError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -117,7 +120,10 @@ def render(result: dict[str, Any]) -> str:
         + "; no longer raised "
         + (", ".join(f"{k} {v}" for k, v in sorted(a["no_longer_raised"].items())) or "none")
     )
-    lines.append("Verdicts decided under: " + ", ".join(f"{k or '(unversioned)'} {v}" for k, v in result["decided_under"].items()))
+    lines.append(
+        "Verdicts decided under: "
+        + ", ".join(f"{k or '(unversioned)'} {v}" for k, v in result["decided_under"].items())
+    )
     if result["examples"]:
         lines.append("")
         lines.append("Examples of changed claims:")
