@@ -16,6 +16,12 @@ check that the stored verdicts and the rules agree) and under a proposed change 
 over-claim from 25 %). Prints JSON only: claims/s on the wall clock and on this process's CPU, the share
 of claims the exact (fraction) rules had to decide, the process's peak RSS (``ru_maxrss``) and its RSS
 growth during the run (sampled at every batch). Target: at least 50,000 claims/s.
+
+Measured (2-core machine, load average 6–8 from other work, ``--claims 1000000 --repeat 2``): median
+51,432 claims/s (43,030 and 33,705 under the current settings, both the identity; 59,833 and 59,993 under
+the proposed change, 194,776 claims changing status); 133,720 claims per CPU second of this process (the
+rest of the wall time is PostgreSQL and the other work); RSS +37 MB on the first run, at most +8.5 MB after;
+peak RSS 138 MB.
 """
 
 from __future__ import annotations

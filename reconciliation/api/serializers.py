@@ -262,7 +262,7 @@ class RuleSimulationInput(serializers.Serializer):
         help_text='Proposed rule_overrides, e.g. {"RECONCILIATION_SETTINGS": {"low_max": 0.12}}, used instead of '
         "each selected campaign's own.",
     )
-    set = serializers.DictField(  # noqa: A003
+    set = serializers.DictField(
         child=serializers.JSONField(),
         required=False,
         help_text='Proposed global settings as GROUP__FIELD: value, e.g. {"RECONCILIATION_SETTINGS__LOW_MAX": 0.12}.',
