@@ -79,6 +79,18 @@ def trail(superuser: Any) -> dict[str, Any]:
         linked_at=timezone.now(),
     )
     affiliate_throttle(affiliate=report.post.affiliate, user=superuser, rate="1/hour", reason="trail")
+    ShadowVerdict.objects.create(
+        attempt=attempt,
+        report=report,
+        campaign=report.post.campaign,
+        live_status="MATCHED",
+        live_fingerprint="a" * 64,
+        status="DISCREPANCY_LOW",
+        level="LOW",
+        fingerprint="b" * 64,
+        agrees=False,
+        created_at=timezone.now(),
+    )
     return {
         "report": report,
         "affiliate": report.post.affiliate,
