@@ -191,21 +191,29 @@ def selection_sql(selection: Selection) -> tuple[str, list[Any]]:
         where.append("r.submitted_at < %s")
         params.append(selection.until)
     if selection.statuses:
-        where.append("l.status = ANY(%s)")
-        params.append(list(selection.statuses))
+        where.append(f"l.status IN ({_placeholders(selection.statuses)})")
+        params += list(selection.statuses)
     if selection.ruleset_other_than:
         where.append("l.status <> %s")
         params.append(str(rules.Status.PENDING))
         if selection.ruleset_other_than == CURRENT:
             ids = list(selection.current_fingerprints)
-            where.append(
-                "NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::text[]) AS c(id, fp)"
-                " WHERE c.id = p.campaign_id AND c.fp = l.ruleset_fingerprint)"
-            )
-            params += [ids, [selection.current_fingerprints[i] for i in ids]]
+            fingerprints = [selection.current_fingerprints[i] for i in ids]
+            if connection.vendor == "postgresql":
+                where.append(
+                    "NOT EXISTS (SELECT 1 FROM unnest(%s::bigint[], %s::text[]) AS c(id, fp)"
+                    " WHERE c.id = p.campaign_id AND c.fp = l.ruleset_fingerprint)"
+                )
+                params += [ids, fingerprints]
+            elif ids:
+                where.append(
+                    "NOT (" + " OR ".join(["(p.campaign_id = %s AND l.ruleset_fingerprint = %s)"] * len(ids)) + ")"
+                )
+                params += [value for pair in zip(ids, fingerprints, strict=True) for value in pair]
         else:
-            where.append("NOT starts_with(l.ruleset_fingerprint, %s)")
-            params.append(selection.ruleset_other_than.lower())
+            # A fingerprint is hex (checked by the callers): no LIKE wildcard in it.
+            where.append("l.ruleset_fingerprint NOT LIKE %s")
+            params.append(selection.ruleset_other_than.lower() + "%")
     sql = (
         f" FROM {t['log']} l JOIN {t['report']} r ON r.id = l.report_id JOIN {t['post']} p ON p.id = r.post_id"
         f" WHERE {' AND '.join(where)}"
@@ -218,34 +226,53 @@ def selection_sql(selection: Selection) -> tuple[str, list[Any]]:
 HASH_JOIN_FROM = 50_000
 
 
+def _placeholders(values: Iterable[Any]) -> str:
+    return ", ".join("%s" for _ in values)
+
+
 def _stream_sql(selection: Selection, *, hash_join: bool) -> tuple[str, list[Any]]:
+    """The streamed rows (:data:`ROW_COLUMNS`; on SQLite the last column is the claim's and the snapshot's
+    times instead, see :func:`_with_seconds`)."""
     t = _tables()
     base, params = selection_sql(selection)
+    statuses = _placeholders(_STATUSES_WITH_EVIDENCE)
+    postgres = connection.vendor == "postgresql"
     # The snapshot that decided the stored verdict: the latest attempt that reached it, and its snapshot.
     # A claim without one (PENDING, MISSING) keeps its verdict under any rules.
-    if hash_join:
+    if postgres and hash_join:
         evidence = (
             f"LEFT JOIN (SELECT DISTINCT ON (a.report_id, a.status) a.report_id, a.status, s.views, s.clicks,"
             f" s.conversions, s.fetched_at FROM {t['attempt']} a JOIN {t['snapshot']} s ON s.attempt_id = a.id"
-            " WHERE a.status = ANY(%s) ORDER BY a.report_id, a.status, a.number DESC) e"
+            f" WHERE a.status IN ({statuses}) ORDER BY a.report_id, a.status, a.number DESC) e"
             " ON e.report_id = l.report_id AND e.status = l.status"
         )
-    else:
+    elif postgres:
         evidence = (
             f"LEFT JOIN LATERAL (SELECT s.views, s.clicks, s.conversions, s.fetched_at FROM {t['attempt']} a"
             f" JOIN {t['snapshot']} s ON s.attempt_id = a.id"
-            " WHERE a.report_id = l.report_id AND a.status = l.status AND l.status = ANY(%s)"
+            f" WHERE a.report_id = l.report_id AND a.status = l.status AND l.status IN ({statuses})"
             " ORDER BY a.number DESC LIMIT 1) e ON TRUE"
         )
+    else:
+        evidence = (
+            f"LEFT JOIN {t['snapshot']} e ON e.id = (SELECT s.id FROM {t['attempt']} a"
+            f" JOIN {t['snapshot']} s ON s.attempt_id = a.id"
+            f" WHERE a.report_id = l.report_id AND a.status = l.status AND l.status IN ({statuses})"
+            " ORDER BY a.number DESC LIMIT 1)"
+        )
+    # Seconds between claim and fetch exactly as the attempt computed them (timedelta.total_seconds()).
+    seconds = (
+        "EXTRACT(EPOCH FROM e.fetched_at - r.submitted_at)::float8" if postgres else "r.submitted_at, e.fetched_at"
+    )
     columns = (
         "l.report_id, p.campaign_id, p.affiliate_id, r.claimed_views, r.claimed_clicks, r.claimed_conversions,"
         " l.status, l.discrepancy_level, l.views_diff_pct, l.clicks_diff_pct, l.conversions_diff_pct,"
-        " (l.trust_delta * 10000)::integer, l.ruleset_fingerprint, e.views, e.clicks, e.conversions,"
-        " EXTRACT(EPOCH FROM e.fetched_at - r.submitted_at)::float8"
+        " CAST(ROUND(l.trust_delta * 10000) AS INTEGER), l.ruleset_fingerprint, e.views, e.clicks, e.conversions,"
+        f" {seconds}"
     )
     from_, where = base.split(" WHERE ", 1)
     sql = f"SELECT {columns}{from_} {evidence} WHERE {where}"
-    params = [list(_STATUSES_WITH_EVIDENCE), *params]
+    params = [*_STATUSES_WITH_EVIDENCE, *params]
     if selection.limit is not None:
         sql += " ORDER BY l.report_id DESC LIMIT %s"
         params.append(selection.limit)
@@ -330,11 +357,26 @@ def _prefetched(cursor: Any, size: int) -> Iterator[list[Row]]:
         thread.join()
 
 
+def _parse_time(value: Any) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+
+
+def _with_seconds(rows: list[Row]) -> list[Row]:
+    """SQLite rows (times as stored) as :data:`ROW_COLUMNS` rows (seconds since the claim)."""
+    out: list[Row] = []
+    for row in rows:
+        submitted, fetched = row[-2], row[-1]
+        seconds = None if fetched is None else (_parse_time(fetched) - _parse_time(submitted)).total_seconds()
+        out.append((*row[:-2], seconds))
+    return out
+
+
 def _stream(selection: Selection, sim: Simulation, progress: Callable[[int], None] | None, *, claims: int) -> None:
     sql, params = _stream_sql(selection, hash_join=claims >= HASH_JOIN_FROM)
     own = not connection.in_atomic_block
+    postgres = connection.vendor == "postgresql"
     with transaction.atomic():
-        if own:
+        if own and postgres:
             with connection.cursor() as cursor:
                 # First statement of our own transaction: PostgreSQL itself refuses any write from here on.
                 cursor.execute("SET TRANSACTION READ ONLY")
@@ -344,8 +386,9 @@ def _stream(selection: Selection, sim: Simulation, progress: Callable[[int], Non
         cursor = connection.chunked_cursor()
         try:
             cursor.execute(sql, params)
-            for rows in _prefetched(cursor.cursor, CHUNK):
-                n = sim.add_rows(rows)
+            batches = _prefetched(cursor.cursor, CHUNK) if postgres else iter(lambda: cursor.fetchmany(CHUNK), [])
+            for rows in batches:
+                n = sim.add_rows(rows if postgres else _with_seconds(rows))
                 if progress is not None:
                     progress(n)
         finally:
@@ -367,8 +410,6 @@ def simulation_run(
     claims selected (counted only when it is asked for). Raises SimulationError for bad settings, overrides
     or selection.
     """
-    if connection.vendor != "postgresql":
-        raise SimulationError({"database": "the simulation streams with PostgreSQL's server-side cursors"})
     started = time.perf_counter()
     cpu_started = time.process_time()
     found = _rulesets(campaign_id=selection.campaign_id, set_values=set_values, overrides=overrides)
@@ -380,7 +421,7 @@ def simulation_run(
         claims = selection_count(selection)
         total(claims)
     else:
-        claims = selection_estimate(selection)
+        claims = selection_estimate(selection) if connection.vendor == "postgresql" else selection_count(selection)
     sim = Simulation(
         proposed=found.proposed,
         default=found.default_proposed,
