@@ -9,6 +9,10 @@ This module imports nothing from Django so that the pure rules can take these mo
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -204,6 +208,48 @@ class RuleSet(BaseModel):
     trust: TrustScoring
     alerting: AlertingSettings
     data_quality: DataQualitySettings
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A stable hash of every value of the rule set (sha256 hex): equal rule sets, equal fingerprints.
+
+        Recorded on each verdict so that a claim says which rules decided it. The hash is of canonical JSON
+        (groups and fields sorted by name) with numbers normalised, so the spelling of a value does not
+        matter: ``24``, ``24.0`` and ``"24"`` of a float field are one value, ``0.1`` is written as
+        ``0.1``. Field names are part of the hash: a new setting makes a new rule set.
+        """
+        canonical = {name: _canonical(getattr(self, name).model_dump()) for name in type(self).model_fields}
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def short_fingerprint(self) -> str:
+        return short_fingerprint(self.fingerprint)
+
+
+#: How many hex digits of a fingerprint people are shown (48 bits: no collision among a few thousand sets).
+SHORT_FINGERPRINT = 12
+
+
+def short_fingerprint(fingerprint: str) -> str:
+    """The first digits of a fingerprint, as shown in the admin, the API and the commands."""
+    return fingerprint[:SHORT_FINGERPRINT]
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        number = float(value)
+        if not math.isfinite(number):
+            return repr(number)
+        # One spelling per number: an integral value as an integer, otherwise the shortest repr.
+        return int(number) if number.is_integer() and abs(number) < 2**53 else repr(number)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return str(value)
 
 
 #: Env/setting group name -> (RuleSet attribute or None, model class).

@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -22,10 +22,13 @@ from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
+from reconcile_project.config import RuleOverrideError, short_fingerprint
 from reconciliation import models
 from reconciliation.selectors import affiliate_risk, trust_bucket
 from reconciliation.services import affiliates as affiliate_services
 from reconciliation.services import bulk
+from reconciliation.services.canary import canary_agreement
+from reconciliation.services.simulation import Selection, simulation_run
 from reconciliation.templatetags.risk import badge_html, format_pct
 
 
@@ -327,13 +330,114 @@ class ClientAPIKeyAdmin(APIKeyModelAdmin):
     search_fields = (*APIKeyModelAdmin.search_fields, "client__name")  # type: ignore[assignment]
 
 
+#: The newest claims of a campaign the admin's preview of new overrides re-classifies (keeps the page quick;
+#: ``simulate_rules --campaign`` covers every claim).
+PREVIEW_CLAIMS = 100_000
+
+
+class CampaignForm(forms.ModelForm):
+    """New ``rule_overrides`` are saved only once their simulation was shown: the first save re-displays the
+    page with the transition matrix and what else would change; saving the same overrides again applies
+    them (the page carries the fingerprint that was reviewed)."""
+
+    reviewed_fingerprint = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    class Meta:
+        model = models.Campaign
+        fields = (
+            "client",
+            "name",
+            "platforms",
+            "start_date",
+            "end_date",
+            "status",
+            "rule_overrides",
+            "shadow_rule_overrides",
+            "recheck_interval_hours",
+            "recheck_window_days",
+        )
+
+    simulation: dict[str, Any] | None = None
+    simulation_grid: dict[str, Any] | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.instance.pk is None or "rule_overrides" not in cleaned or self.has_error("rule_overrides"):
+            return cleaned
+        proposed = cleaned["rule_overrides"] or {}
+        if proposed == (self.instance.rule_overrides or {}):
+            return cleaned
+        try:
+            fingerprint = models.campaign_ruleset(proposed).fingerprint
+        except RuleOverrideError:
+            return cleaned  # the model's own validation names the problem
+        if cleaned.get("reviewed_fingerprint") == fingerprint:
+            return cleaned
+        self.simulation = simulation_run(
+            selection=Selection(campaign_id=self.instance.pk, limit=PREVIEW_CLAIMS), overrides=proposed, examples=10
+        )
+        self.simulation_grid = matrix_grid(self.simulation)
+        # Shown again with the page: the next save of these same overrides is the confirmed one.
+        data: Any = self.data.copy() if isinstance(self.data, QueryDict) else dict(self.data)
+        data[self.add_prefix("reviewed_fingerprint")] = fingerprint
+        self.data = data
+        raise ValidationError(
+            "Review what these rule overrides would change (below), then save again to apply them.",
+            code="review_simulation",
+        )
+
+
+def matrix_grid(result: dict[str, Any]) -> dict[str, Any]:
+    """The transition matrix as a table: a row per old status, a column per new status seen."""
+    cells = {(c["from"], c["to"]): c for c in result["matrix"]}
+    olds = [s for s in result["statuses"] if any(k[0] == s for k in cells)]
+    news = [s for s in result["statuses"] if any(k[1] == s for k in cells)]
+    rows = [
+        {
+            "status": old,
+            "cells": [{"cell": cells.get((old, new)), "changed": old != new and (old, new) in cells} for new in news],
+        }
+        for old in olds
+    ]
+    return {"columns": news, "rows": rows}
+
+
 @admin.register(models.Campaign)
 class CampaignAdmin(SimpleHistoryAdmin):  # History: who changed the rule overrides, when
-    list_display = ("name", "client", "status", "start_date", "end_date", "recheck_interval_hours")
+    form = CampaignForm
+    change_form_template = "admin/reconciliation/campaign/change_form.html"
+    list_display = ("name", "client", "status", "start_date", "end_date", "recheck_interval_hours", "rule_set")
     list_filter = ("status", "platforms")
     search_fields = ("name", "client__name")
     filter_horizontal = ("platforms",)
     list_select_related = ("client",)
+    readonly_fields = ("rule_set", "canary")
+
+    @admin.display(description="rule set")
+    def rule_set(self, obj: models.Campaign) -> str:
+        """The fingerprint of the campaign's current rule set (what its new verdicts record)."""
+        try:
+            ruleset = obj.ruleset()
+        except RuleOverrideError:
+            return "invalid overrides (the global rules apply)"
+        return format_html('<code title="{}">{}</code>', ruleset.fingerprint, ruleset.short_fingerprint)
+
+    @admin.display(description="canary agreement")
+    def canary(self, obj: models.Campaign) -> str:
+        agreement = canary_agreement(obj) if obj.pk else None
+        if agreement is None:
+            return "no shadow rules"
+        if not agreement["attempts"]:
+            return format_html("shadow rules <code>{}</code>: no attempt decided yet", agreement["short_fingerprint"])
+        disagreements = "; ".join(f"{d['live']} → {d['shadow']}: {d['attempts']}" for d in agreement["disagreements"])
+        return format_html(
+            "shadow rules <code>{}</code>: {} of {} attempts agree ({} %){}",
+            agreement["short_fingerprint"],
+            agreement["agree"],
+            agreement["attempts"],
+            agreement["agreement_pct"],
+            f" — disagreements (live → shadow): {disagreements}" if disagreements else "",
+        )
 
 
 class BoundedChoiceFilter(admin.SimpleListFilter):
@@ -389,6 +493,13 @@ def campaign_filter(path: str) -> type[BoundedChoiceFilter]:
     )
 
 
+def fingerprint_html(fingerprint: str) -> str:
+    """A rule-set fingerprint as people read it: its first digits, the whole on hover."""
+    if not fingerprint:
+        return "-"
+    return format_html('<code title="{}">{}</code>', fingerprint, short_fingerprint(fingerprint))
+
+
 def admin_link(obj: Model | None, text: Any = None) -> str:
     """A link to ``obj``'s admin page, labelled ``text`` (default: ``str(obj)``); ``-`` for none."""
     if obj is None:
@@ -432,7 +543,17 @@ class ReconciliationLogInline(EvidenceAdminMixin, admin.StackedInline):
 class AttemptInline(EvidenceAdminMixin, admin.TabularInline):
     model = models.ReconciliationAttempt
     extra = 0
-    fields = ("number", "started_at", "finished_at", "outcome", "status", "missing_reason", "duration_ms", "worker")
+    fields = (
+        "number",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "status",
+        "missing_reason",
+        "duration_ms",
+        "worker",
+        "ruleset_fingerprint",
+    )
 
 
 class ClaimColumns:
@@ -535,6 +656,7 @@ class ReconciliationLogAdmin(ClaimColumns, EvidenceAdmin):
         "attempt_count",
         "next_attempt_at",
         "terminal",
+        "rule_set",
     )
     list_filter = (
         "status",
@@ -565,10 +687,23 @@ class ReconciliationLogAdmin(ClaimColumns, EvidenceAdmin):
     def confidence(self, obj: models.ReconciliationLog) -> str:
         return format_pct(obj.confidence_ratio, signed=False)
 
+    @admin.display(description="rule set", ordering="ruleset_fingerprint")
+    def rule_set(self, obj: models.ReconciliationLog) -> str:
+        return fingerprint_html(obj.ruleset_fingerprint)
+
 
 @admin.register(models.ReconciliationAttempt)
 class ReconciliationAttemptAdmin(ClaimColumns, EvidenceAdmin):
-    list_display = ("claim", "number", "outcome_badge", "status_badge", "missing_reason", "duration_ms", "started_at")
+    list_display = (
+        "claim",
+        "number",
+        "outcome_badge",
+        "status_badge",
+        "missing_reason",
+        "duration_ms",
+        "started_at",
+        "rule_set",
+    )
     list_filter = (
         "outcome",
         "missing_reason",
@@ -587,6 +722,32 @@ class ReconciliationAttemptAdmin(ClaimColumns, EvidenceAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: models.ReconciliationAttempt) -> str:
         return badge_html(obj.status)
+
+    @admin.display(description="rule set", ordering="ruleset_fingerprint")
+    def rule_set(self, obj: models.ReconciliationAttempt) -> str:
+        return fingerprint_html(obj.ruleset_fingerprint)
+
+
+@admin.register(models.ShadowVerdict)
+class ShadowVerdictAdmin(ClaimColumns, EvidenceAdmin):
+    """The canary's verdicts beside the live ones (evidence: view-only)."""
+
+    list_display = ("created_at", "claim", "campaign_link", "live", "shadow", "agrees", "shadow_rules")
+    list_filter = ("agrees", "status", "live_status", campaign_filter("campaign_id"))
+    search_fields = ("report__id",)
+    list_select_related = ("report__post__campaign",)
+
+    @admin.display(description="live verdict", ordering="live_status")
+    def live(self, obj: models.ShadowVerdict) -> str:
+        return format_html("{} {}", badge_html(obj.live_status), badge_html(obj.live_level))
+
+    @admin.display(description="shadow verdict", ordering="status")
+    def shadow(self, obj: models.ShadowVerdict) -> str:
+        return format_html("{} {}", badge_html(obj.status), badge_html(obj.level))
+
+    @admin.display(description="shadow rule set", ordering="fingerprint")
+    def shadow_rules(self, obj: models.ShadowVerdict) -> str:
+        return fingerprint_html(obj.fingerprint)
 
 
 @admin.register(models.PlatformReport)

@@ -142,6 +142,13 @@ class Campaign(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     #: Per-campaign rule overrides: {"RECONCILIATION_SETTINGS": {"low_max": 0.12}, ...}.
     rule_overrides = models.JSONField(default=dict, blank=True)
+    #: Canary: proposed overrides run in shadow beside the live rules (same shape as rule_overrides; empty:
+    #: no canary). Each attempt records the shadow verdict (ShadowVerdict); it moves no trust, raises nothing.
+    shadow_rule_overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Canary: overrides decided in shadow beside the live rules (no trust, no alerts). Empty: off.",
+    )
     recheck_interval_hours = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
     recheck_window_days = models.FloatField(null=True, blank=True, help_text="Empty: the global default.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -169,14 +176,22 @@ class Campaign(models.Model):
         return f"{self.name} ({self.client})"
 
     def clean(self) -> None:
-        try:
-            self.ruleset()
-        except RuleOverrideError as exc:
-            raise ValidationError({"rule_overrides": [f"{k}: {v}" for k, v in exc.errors.items()]}) from None
+        errors: dict[str, list[str]] = {}
+        for field in ("rule_overrides", "shadow_rule_overrides"):
+            try:
+                campaign_ruleset(getattr(self, field))
+            except RuleOverrideError as exc:
+                errors[field] = [f"{k}: {v}" for k, v in exc.errors.items()]
+        if errors:
+            raise ValidationError(errors)
 
     def ruleset(self) -> RuleSet:
         """The global rule settings with this campaign's overrides applied (raises RuleOverrideError)."""
         return campaign_ruleset(self.rule_overrides)
+
+    def shadow_ruleset(self) -> RuleSet | None:
+        """The canary's rule set, or None when the campaign runs none (raises RuleOverrideError)."""
+        return campaign_ruleset(self.shadow_rule_overrides) if self.shadow_rule_overrides else None
 
     def effective_recheck(self) -> tuple[float, float]:
         """(interval hours, window days) of re-checks for this campaign."""
@@ -321,6 +336,10 @@ class ReconciliationLog(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     trust_delta = models.DecimalField(max_digits=6, decimal_places=4, null=True, blank=True)
+    #: The rule set (``RuleSet.fingerprint``) the stored verdict was decided under; empty: none yet.
+    ruleset_fingerprint = models.CharField(
+        max_length=64, blank=True, default="", help_text="Fingerprint of the rule set that decided the verdict."
+    )
     error_code = models.CharField(max_length=32, blank=True)
     error_message = models.TextField(blank=True)
     terminal = models.BooleanField(default=False)
@@ -364,6 +383,8 @@ class ReconciliationAttempt(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     is_recheck = models.BooleanField(default=False)
+    #: The rule set (``RuleSet.fingerprint``) this attempt's outcome was classified under.
+    ruleset_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["report", "number"]
@@ -418,6 +439,35 @@ class TrustEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.delta:+} for affiliate {self.affiliate_id} (report {self.report_id})"
+
+
+class ShadowVerdict(models.Model):
+    """A canary's verdict: what a campaign's shadow rules decided on an attempt the live rules decided.
+
+    Written in the attempt's transaction, beside the live verdict, and nothing else: it moves no trust and
+    raises no alert. Append-only evidence, like the attempt it belongs to.
+    """
+
+    attempt = models.OneToOneField(ReconciliationAttempt, on_delete=models.PROTECT, related_name="shadow_verdict")
+    report = models.ForeignKey(AffiliateReport, on_delete=models.PROTECT, related_name="shadow_verdicts")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="shadow_verdicts")
+    live_status = models.CharField(max_length=32, choices=ReconciliationStatus.choices)
+    live_level = models.CharField(max_length=10, choices=DiscrepancyLevel.choices, null=True, blank=True)
+    live_fingerprint = models.CharField(max_length=64)
+    status = models.CharField(max_length=32, choices=ReconciliationStatus.choices)
+    level = models.CharField(max_length=10, choices=DiscrepancyLevel.choices, null=True, blank=True)
+    #: The shadow rule set's fingerprint: agreement is judged per proposed rule set.
+    fingerprint = models.CharField(max_length=64)
+    max_diff_pct = models.FloatField(null=True, blank=True)
+    agrees = models.BooleanField(help_text="Same status and level as the live verdict.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["campaign", "fingerprint"], name="shadow_campaign_fp_idx")]
+
+    def __str__(self) -> str:
+        return f"shadow {self.status} (live {self.live_status}) on attempt {self.attempt_id}"
 
 
 class IdempotencyKey(models.Model):

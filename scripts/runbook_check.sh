@@ -179,6 +179,9 @@ check_output() {
     *"pgrep -af"*) grep -q 'celery -A reconcile_project worker' "$out" ;;
     *"dispatch_due"*) grep -q '^dispatched [0-9]* report' "$out" ;;
     *"reconcile_report <report-id>"*) grep -qE '^status +[A-Z_]+' "$out" ;;
+    *"simulate_rules"*"| jq"*) jq -e 'type == "object" and length > 0' "$out" ;;
+    *"simulate_rules"*) grep -q 'Transition matrix' "$out" && grep -q 'nothing was written' "$out" ;;
+    *"/api/v1/rules/simulate"*) jq -e '(.claims | type == "number") and (.matrix | type == "array")' "$out" ;;
     *"rereconcile"*"--dry-run"*) grep -q 'dry run: [0-9]* report' "$out" ;;
     *"rereconcile"*) grep -q 're-reconciling [0-9]* report' "$out" ;;
     *"breaker_reset"*) true ;;

@@ -26,6 +26,21 @@ csv = b"".join(client.get("/api/v1/campaigns/1/statement?format=csv&detail=claim
 print(json.dumps({"claims": body["total"]["claims"], "csv_lines": len(csv.decode().splitlines())}))
 """
 
+DECIDE = """
+import django
+django.setup()
+from platforms.adapters.base import PlatformMetrics
+from platforms.fetcher import FetchOutcome
+from reconciliation.models import AffiliateReport
+from reconciliation.services.attempts import attempt_run
+# The imported claims, observed at 100 %, 93 % (a 7.5 % over-claim: LOW) and 60 % of the claimed views.
+for report, share in zip(AffiliateReport.objects.filter(submission_method="BULK").order_by("pk"), (100, 93, 60)):
+    views = report.claimed_views * share // 100
+    metrics = PlatformMetrics(views, report.claimed_clicks, report.claimed_conversions, raw={})
+    outcome = FetchOutcome(metrics=metrics, missing_fields=[], attempts=1, duration_seconds=0.01)
+    attempt_run(report_id=report.pk, worker="sqlite", fetcher=lambda _c, o=outcome: o)
+"""
+
 
 def run(args: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
@@ -54,3 +69,15 @@ def test_bulk_import_export_and_statement_work_on_the_embedded_sqlite(tmp_path: 
     assert (tmp_path / "a1.zip").stat().st_size > 0
     figures = json.loads(run([sys.executable, "-c", STATEMENT], env).strip().splitlines()[-1])
     assert figures["claims"] >= 3 and figures["csv_lines"] == figures["claims"] + 1
+
+    # Rule changes: the simulation and re-reconciliation by rule set read the same SQLite database.
+    run([sys.executable, "-c", DECIDE], env)
+    current = json.loads(run([*manage, "simulate_rules", "--json"], env))
+    assert current["claims"] == figures["claims"] and current["identity"] is True
+    assert current["reevaluated"] >= 3
+    looser = json.loads(
+        run([*manage, "simulate_rules", "--json", "--set", "RECONCILIATION_SETTINGS__BASE_TOLERANCE_PCT=0.1"], env)
+    )
+    assert any(cell["from"] == "DISCREPANCY_LOW" and cell["to"] == "MATCHED" for cell in looser["matrix"])
+    dry = run([*manage, "rereconcile", "--ruleset-other-than", "CURRENT", "--dry-run", "--no-progress"], env)
+    assert "dry run: 0 report(s) would be re-reconciled" in dry

@@ -255,6 +255,34 @@ class MetricsUpdateInput(ClaimsInput):
     pass
 
 
+class RuleSimulationInput(serializers.Serializer):
+    campaign_id = IdField(required=False, help_text="Only this campaign's claims (and `overrides` are its).")
+    overrides = serializers.JSONField(
+        required=False,
+        help_text='Proposed rule_overrides, e.g. {"RECONCILIATION_SETTINGS": {"low_max": 0.12}}, used instead of '
+        "each selected campaign's own.",
+    )
+    set = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text='Proposed global settings as GROUP__FIELD: value, e.g. {"RECONCILIATION_SETTINGS__LOW_MAX": 0.12}.',
+    )
+    since = serializers.DateTimeField(required=False, help_text="Claims submitted at or after.")
+    until = serializers.DateTimeField(required=False, help_text="Claims submitted before.")
+    status = serializers.ListField(
+        child=serializers.ChoiceField(choices=ReconciliationStatus.choices), required=False, help_text="Any of."
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1_000_000, default=100_000, help_text="The newest claims of the selection, at most."
+    )
+    examples = serializers.IntegerField(min_value=0, max_value=100, default=20)
+
+    def validate_overrides(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object of setting groups.")
+        return value
+
+
 class ReconciliationRunInput(serializers.Serializer):
     report_id = IdField(required=False)
     campaign_id = IdField(required=False)
@@ -384,6 +412,9 @@ class AttemptOutput(serializers.Serializer):
     status = serializers.CharField(allow_blank=True)
     missing_reason = serializers.CharField(allow_blank=True)
     is_recheck = serializers.BooleanField()
+    ruleset_fingerprint = serializers.CharField(
+        allow_blank=True, help_text="The rule set this attempt was classified under (sha256 hex; empty: none)."
+    )
 
 
 class ReportDetailOutput(serializers.Serializer):
@@ -406,6 +437,12 @@ class ReportDetailOutput(serializers.Serializer):
     )
     missing_fields = serializers.ListField(child=serializers.CharField(), source="log.missing_fields")
     missing_reason = serializers.CharField(source="log.missing_reason", allow_blank=True)
+    ruleset_fingerprint = serializers.CharField(
+        source="log.ruleset_fingerprint",
+        allow_blank=True,
+        help_text="Which rule set decided the verdict: the fingerprint (sha256 hex) of the global settings with the "
+        "campaign's overrides at the time; the admin shows its first 12 digits. Empty until a verdict exists.",
+    )
     attempt_count = serializers.IntegerField(source="log.attempt_count", help_text="Attempts listed in `attempts`.")
     attempts = AttemptOutput(many=True)
     deferral_count = serializers.IntegerField(
@@ -520,6 +557,42 @@ class CampaignReportOutput(serializers.Serializer):
     max_diff_pct = serializers.FloatField(source="log.max_diff_pct", allow_null=True)
     confidence_ratio = serializers.FloatField(source="log.confidence_ratio", allow_null=True)
     suspicion_flags = FlagOutput(many=True)
+
+
+class RuleSimulationOutput(serializers.Serializer):
+    selection = serializers.JSONField(help_text="The claims selected, as given.")
+    proposed = serializers.JSONField(
+        help_text="The proposed settings and overrides, the global rule set's fingerprint now and proposed "
+        "(first 12 digits), and the campaigns whose rule set would change."
+    )
+    claims = serializers.IntegerField()
+    reevaluated = serializers.IntegerField(help_text="Claims with a deciding platform snapshot, re-classified.")
+    without_evidence = serializers.IntegerField(
+        help_text="Claims without one (PENDING, MISSING): they keep their verdict."
+    )
+    changed_status = serializers.IntegerField()
+    changed_status_pct = serializers.FloatField()
+    changed_level = serializers.IntegerField(help_text="Same status, another level (an over-claim HIGH → CRITICAL).")
+    identity = serializers.BooleanField(help_text="True when nothing would change.")
+    statuses = serializers.ListField(child=serializers.CharField())
+    matrix = serializers.JSONField(
+        help_text="The transition matrix, old status → new status: a list of {from, to, claims, pct_of_from} "
+        "(percent of the claims stored with the old status), only cells with claims."
+    )
+    level_changes = serializers.JSONField()
+    diffs = serializers.JSONField(help_text="Claims per diff bin, per metric, before and after.")
+    trust = serializers.JSONField(
+        help_text="Affiliates whose score would move, bucket crossings, into/out of critical, largest moves."
+    )
+    alerts = serializers.JSONField(help_text="would_raise and no_longer_raised: alert type → count.")
+    decided_under = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Stored verdicts per rule set (fingerprint's first 12 digits)."
+    )
+    examples = serializers.JSONField(help_text="Changed claims: claimed, platform, before, after.")
+    exact_classifications = serializers.IntegerField()
+    seconds = serializers.FloatField()
+    cpu_seconds = serializers.FloatField()
+    claims_per_s = serializers.IntegerField(allow_null=True)
 
 
 class RunFilterOutput(serializers.Serializer):

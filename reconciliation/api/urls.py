@@ -63,6 +63,7 @@ urlpatterns = [
     *either_slash("campaigns/<api_id:campaign_id>/reports/", views.CampaignReportsView, "campaign-reports"),
     *either_slash("campaigns/<api_id:campaign_id>/statement", statements.CampaignStatementView, "campaign-statement"),
     *either_slash("reconciliation/run", views.ReconciliationRunView, "reconciliation-run"),
+    *either_slash("rules/simulate", views.RuleSimulationView, "rules-simulate"),
     *either_slash("alerts/", alerts_api.AlertListView, "alerts"),
     *either_slash("alerts/<api_id:alert_id>", alerts_api.AlertDetailView, "alert-detail"),
     *either_slash("alerts/<api_id:alert_id>/acknowledge", alerts_api.AlertAcknowledgeView, "alert-acknowledge"),

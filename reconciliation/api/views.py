@@ -6,6 +6,7 @@ key is a 403 from the permissions; domain errors become HTTP in the exception ha
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar, cast
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,6 +36,7 @@ from reconciliation.api.schema import IDEMPOTENCY_PARAMETER, errors
 from reconciliation.api.throttling import KeyedRateThrottle
 from reconciliation.models import Affiliate, AffiliateReport, Campaign, Client, Post
 from reconciliation.services import submissions
+from reconciliation.services.simulation import Selection, SimulationError, parse_set_values, simulation_run
 
 #: How many claims and snapshots the metrics history returns (the latest ones).
 HISTORY_LIMIT = 100
@@ -449,3 +451,64 @@ class ReconciliationRunView(ApiView):
             return Response(s.RunQueuedOutput(accepted).data, status=status.HTTP_202_ACCEPTED)
 
         return run_idempotent(request, self, key=key, now=now, produce=produce)
+
+
+class RuleSimulationView(ApiView):
+    """Staff: what-if simulation of a rule change over stored claims."""
+
+    authentication_classes = [APIKeyAuthentication, SessionAuthentication]
+    permission_classes = [IsStaff]
+    throttle_scopes = {"POST": "staff_run"}
+
+    @extend_schema(
+        operation_id="rules_simulate",
+        summary="Staff: simulate proposed rules on stored claims (writes nothing)",
+        description=(
+            "Re-classifies the selected stored claims and the platform snapshots that decided them under proposed "
+            "rules: global settings (`set`) and/or a campaign's overrides (`overrides`), and reports the transition "
+            "matrix old status → new status, the per-metric diff distribution before and after, each affiliate's "
+            "trust change (bucket crossings), the alerts that would be raised or no longer raised, and examples. "
+            "Nothing is written and no platform is called; the same report as `manage.py simulate_rules --json`. "
+            "At most `limit` (default 100,000) of the newest claims; the command covers any number. Staff API key "
+            "or admin session (with CSRF)."
+        ),
+        request=s.RuleSimulationInput,
+        responses={200: s.RuleSimulationOutput, **errors(400, 404, 413)},
+        examples=[
+            OpenApiExample(
+                "a tolerance change on one campaign",
+                value={"campaign_id": 7, "overrides": {"RECONCILIATION_SETTINGS": {"base_tolerance_pct": 0.08}}},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "a global setting, last week's claims",
+                value={
+                    "set": {"RECONCILIATION_SETTINGS__OVERCLAIM_THRESHOLD_PCT": 0.25},
+                    "since": "2026-01-01T00:00:00Z",
+                },
+                request_only=True,
+            ),
+        ],
+        tags=["staff"],
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.RuleSimulationInput, request.data).validated_data
+        try:
+            set_values = parse_set_values(f"{k}={json.dumps(v)}" for k, v in (data.get("set") or {}).items())
+            result = simulation_run(
+                selection=Selection(
+                    campaign_id=data.get("campaign_id"),
+                    since=data.get("since"),
+                    until=data.get("until"),
+                    statuses=tuple(data.get("status") or ()),
+                    limit=data["limit"],
+                ),
+                set_values=set_values,
+                overrides=data.get("overrides"),
+                examples=data["examples"],
+            )
+        except SimulationError as exc:
+            if "campaign" in exc.errors:
+                raise NotFound() from None
+            raise ValidationError({key: [message] for key, message in exc.errors.items()}) from None
+        return Response(result)

@@ -63,7 +63,7 @@ from reconciliation.models import (
 )
 from reconciliation.models import PlatformReport as PlatformSnapshot
 from reconciliation.models import TrustEvent as TrustLedgerRow
-from reconciliation.services import locked_reads
+from reconciliation.services import canary, locked_reads
 
 logger = logging.getLogger("reconciliation.worker")
 performance = logging.getLogger("app.performance")
@@ -333,6 +333,7 @@ def attempt_apply(
                 status=status,
                 missing_reason=missing_reason,
                 duration_ms=round(outcome.duration_seconds * 1000, 3),
+                ruleset_fingerprint=claimed.ruleset.fingerprint,
             )
         if outcome.metrics is not None and classification.confidence_ratio > 0:
             PlatformSnapshot.objects.create(
@@ -364,9 +365,13 @@ def attempt_apply(
         # During re-checks a failed or partial fetch must not erase the conclusive result already known.
         if conclusive or not had_conclusive:
             fields.update(_log_result_fields(classification, missing_reason))
+            fields["ruleset_fingerprint"] = claimed.ruleset.fingerprint
         if ledger_sum is not None:
             fields["trust_delta"] = ledger_sum
         ReconciliationLog.objects.filter(pk=log["log_id"]).update(**fields)
+        canary.shadow_verdict_record(
+            claimed=claimed, platform=_observed(outcome), hours=hours, live=classification, now=now
+        )
 
         # A verdict raises its alert when it is reached, not again each time a re-check confirms it.
         verdict_changed = conclusive and (log["status"], log["discrepancy_level"]) != (

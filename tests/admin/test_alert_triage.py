@@ -169,6 +169,10 @@ def test_changing_a_campaigns_rule_overrides_in_the_admin_is_in_its_history(supe
         "status": "ACTIVE",
         "rule_overrides": '{"RECONCILIATION_SETTINGS": {"low_max": 0.12}}',
     }
+    # New overrides are shown with their simulation first, and saved when the same ones are sent again.
+    review = superuser_client.post(url, form)
+    assert review.status_code == 200 and campaign.history.count() == 1
+    form["reviewed_fingerprint"] = review.context["adminform"].form["reviewed_fingerprint"].value()
     response = superuser_client.post(url, form)
     assert response.status_code == 302, response.content[:3000]
     latest = campaign.history.first()

@@ -31,6 +31,7 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "campaign detail": (403, 403, 200, 404, 200, 401),
     "campaign reports": (403, 403, 200, 404, 200, 401),
     "staff run": (403, 403, 403, 403, 202, 401),
+    "rule simulation": (403, 403, 403, 403, 200, 401),
     "affiliate export": (403, 403, 403, 403, 200, 401),
 }
 
@@ -64,6 +65,7 @@ def _call(api: APIClient, world: World, endpoint: str, actor: str, post_id: int,
         "campaign reports": lambda: api.get(f"/api/v1/campaigns/{c}/reports/", **headers),
         "staff run": lambda: api.post("/api/v1/reconciliation/run", {"campaign_id": c}, format="json", **headers),
         "affiliate export": lambda: api.get(f"/api/v1/affiliates/{world.owner.pk}/export", **headers),
+        "rule simulation": lambda: api.post("/api/v1/rules/simulate", {"campaign_id": c}, format="json", **headers),
     }
     return calls[endpoint]()
 

@@ -26,6 +26,7 @@ from reconciliation.models import (
     Post,
     ReconciliationAttempt,
     ReconciliationLog,
+    ShadowVerdict,
     TrustEvent,
 )
 from reconciliation.services.affiliates import affiliate_throttle
@@ -44,6 +45,7 @@ EVIDENCE: tuple[type[models.Model], ...] = (
     TrustEvent,
     Alert,
     AffiliateRiskAction,
+    ShadowVerdict,
 )
 REGISTERED = sorted(admin.site._registry, key=lambda m: m._meta.label)
 
@@ -77,6 +79,18 @@ def trail(superuser: Any) -> dict[str, Any]:
         linked_at=timezone.now(),
     )
     affiliate_throttle(affiliate=report.post.affiliate, user=superuser, rate="1/hour", reason="trail")
+    ShadowVerdict.objects.create(
+        attempt=attempt,
+        report=report,
+        campaign=report.post.campaign,
+        live_status="MATCHED",
+        live_fingerprint="a" * 64,
+        status="DISCREPANCY_LOW",
+        level="LOW",
+        fingerprint="b" * 64,
+        agrees=False,
+        created_at=timezone.now(),
+    )
     return {
         "report": report,
         "affiliate": report.post.affiliate,

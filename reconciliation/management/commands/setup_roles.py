@@ -29,6 +29,7 @@ ANALYST_VIEWS = [
     "reconciliation.view_platformreport",
     "reconciliation.view_trustevent",
     "reconciliation.view_affiliateriskaction",
+    "reconciliation.view_shadowverdict",
     "chat.view_chatidentity",
     "platforms.view_platform",
 ]
@@ -50,6 +51,9 @@ ROLES: dict[str, list[str]] = {
         "reconciliation.view_reconciliationattempt",
         "reconciliation.change_reconciliationlog",  # re-runs (see above)
         "reconciliation.view_campaign",
+        # Rule overrides and canaries: saved only after their simulation was shown (CampaignForm).
+        "reconciliation.change_campaign",
+        "reconciliation.view_shadowverdict",
         "alerts.view_alert",
     ],
 }
