@@ -74,7 +74,7 @@ from platforms.adapters.http import (
     unexpected_shape,
     utc_hour_ceiling,
 )
-from platforms.errors import FetchError, NotFound
+from platforms.errors import FetchError, NotFound, PlatformError
 
 PRODUCTION_BASE_URL = "https://ads-api.x.com"
 API_VERSION = "12"
@@ -102,6 +102,17 @@ class _Job:
 
 class XAdapter(PlatformAdapter):
     slug = "x"
+    #: One promoted tweet per fetch: the jobs are per tweet so that a later attempt reuses a running one.
+    max_batch = 1
+
+    def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]:
+        answers: dict[str, PlatformMetrics | PlatformError] = {}
+        for post_id in dict.fromkeys(post_ids):
+            try:
+                answers[post_id] = self.fetch_metrics(post_id)
+            except NotFound as exc:
+                answers[post_id] = exc
+        return answers
 
     def fetch_metrics(self, post_id: str) -> PlatformMetrics:
         keys = {
