@@ -194,6 +194,18 @@ class RateLimitSettings(_Group):
     platform_default_rps: float = Field(50.0, gt=0)
 
 
+class BatchSettings(_Group):
+    """How the sweeper groups due reports into per-platform batches (``reconciliation.tasks.reconcile_batch``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECONCILE_BATCH__")
+
+    #: Reports per batch: one platform request (split further by the adapter's own limit) and one apply
+    #: transaction. 1 turns batching off (every report its own task, as before).
+    #: The wait for a batch to fill is the sweeper's period, ``SWEEP_INTERVAL_SECONDS``: a fresh claim is
+    #: sent at once (a batch of one); what the sweeper finds due was waiting at most that long.
+    size: int = Field(20, ge=1, le=100)
+
+
 class RuleSet(BaseModel):
     """All groups the engine needs, as one frozen value (global defaults or a campaign's)."""
 
@@ -216,6 +228,7 @@ GROUPS: dict[str, tuple[str | None, type[_Group]]] = {
     "CIRCUIT_BREAKER": (None, CircuitBreakerSettings),
     "BACKOFF_POLICY": (None, BackoffPolicy),
     "RATE_LIMIT_SETTINGS": (None, RateLimitSettings),
+    "RECONCILE_BATCH": (None, BatchSettings),
 }
 
 #: Groups a campaign may override.

@@ -43,6 +43,7 @@ def test_the_claim_read_returns_what_the_orm_returns() -> None:
     post = log.report.post
     assert row == {
         "log_id": log.pk,
+        "report_id": log.report_id,
         "terminal": False,
         "next_attempt_at": log.next_attempt_at,
         "lease_until": log.lease_until,
@@ -77,6 +78,7 @@ def test_the_apply_read_returns_what_the_orm_returns() -> None:
     log = ReconciliationLog.objects.get(report=report)
     assert row == {
         "log_id": log.pk,
+        "report_id": log.report_id,
         "attempt_count": 3,
         "lease_until": log.lease_until,
         "budget_attempts": 2,
