@@ -1,0 +1,63 @@
+"""Every adapter's batch form against the sandbox over HTTP, and fetch_batch through breaker and limiter."""
+
+from __future__ import annotations
+
+import pytest
+
+from platforms.adapters.base import PlatformMetrics
+from platforms.errors import NotFound
+from platforms.fetcher import fetch_batch
+from platforms.ratelimit import RateLimiter
+from platforms.registry import ADAPTERS
+from platforms.sandbox import SandboxClient
+from tests.platforms.conftest import AdapterFactory
+
+SLUGS = sorted(ADAPTERS)
+#: What each platform reports of (views, clicks, conversions) when the truth is (5000, 250, 25).
+EXPECTED = {slug: (5000, 250, 25) for slug in SLUGS} | {"instagram": (5000, None, None)}
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_a_batch_answers_each_post_and_leaves_an_omitted_one_not_found_only(
+    slug: str, make_adapter: AdapterFactory, sandbox_client: SandboxClient
+) -> None:
+    known = [f"17000000000000000{i:02d}" for i in range(4)]
+    for index, post_id in enumerate(known):
+        sandbox_client.set_post(slug, post_id, views=5000 + index, clicks=250, conversions=25)
+    unknown, silent = "1700000000000000098", "1700000000000000099"
+    sandbox_client.set_post(slug, unknown, exists=False)
+    sandbox_client.set_post(slug, silent, empty=True)
+    adapter = make_adapter(slug)
+
+    answers = adapter.fetch_batch([*known, unknown, silent])
+
+    for index, post_id in enumerate(known):
+        answer = answers[post_id]
+        assert isinstance(answer, PlatformMetrics), (post_id, answer)
+        views, clicks, conversions = EXPECTED[slug]
+        assert (answer.views, answer.clicks, answer.conversions) == (views + index, clicks, conversions)
+    assert isinstance(answers[unknown], NotFound)
+    assert isinstance(answers[silent], NotFound)
+
+
+# X answers one promoted tweet per fetch (max_batch = 1: its analytics jobs are per tweet).
+@pytest.mark.parametrize("slug", [s for s in SLUGS if s != "x"])
+def test_a_batch_of_posts_is_one_platform_request(
+    slug: str, make_adapter: AdapterFactory, sandbox_client: SandboxClient, client
+) -> None:
+    ids = [f"17000000000000001{i:02d}" for i in range(10)]
+    for post_id in ids:
+        sandbox_client.set_post(slug, post_id, views=5000, clicks=250, conversions=25)
+    adapter = make_adapter(slug)
+    before = sandbox_client.stats()["platforms"].get(slug, {}).get("total", 0)
+
+    outcomes = fetch_batch(
+        platform=slug,
+        post_ids=ids,
+        adapter=adapter,
+        limiter=RateLimiter(client, key_prefix="test-batch-rl:"),
+        quota_rps=1000.0,
+    )
+
+    assert set(outcomes) == set(ids) and all(o.ok and o.attempts == 1 for o in outcomes.values())
+    assert sandbox_client.stats()["platforms"][slug]["total"] - before == 1
