@@ -73,11 +73,54 @@ from reconciliation.models import (  # noqa: E402
     ReconciliationAttempt,
     ReconciliationLog,
 )
-from reconciliation.services.dispatch import send_reconcile  # noqa: E402
+from reconciliation.services.dispatch import send_reconcile, send_reconcile_batch  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 #: Claims come from this many affiliates (each attempt row-locks its affiliate to move the trust score).
 AFFILIATES = int(os.environ.get("BENCH_AFFILIATES", "200"))
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads), from /proc; 0 for a process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            children = []
+        pending += [int(c) for c in children]
+    return found
+
+
+def _backends() -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def cpu_snapshot(procs: list[subprocess.Popen[bytes]]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the worker processes (with prefork children) and the database's other backends."""
+    workers = {pid: _cpu_seconds(pid) for proc in procs for pid in _descendants(proc.pid)}
+    return {"workers": workers, "postgres": {pid: _cpu_seconds(pid) for pid in _backends()}}
+
+
+def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {kind: sum(seconds - before[kind].get(pid, 0.0) for pid, seconds in after[kind].items()) for kind in after}
 
 
 def start(cmd: list[str], **env: str) -> subprocess.Popen[bytes]:
@@ -201,6 +244,7 @@ def run_cell(
     paced_rate: float,
     paced_n: int,
     timeout: float,
+    batch: int,
 ) -> dict:
     procs = [
         start(
@@ -235,11 +279,19 @@ def run_cell(
         # the rows and the sandbox's truth for each post are in place.
         ids = persist(campaign, affiliates, n)
         AffiliateReport.objects.filter(pk__in=ids).update(submitted_at=timezone.now())
-        for rid in ids:
-            send_reconcile(rid)
+        # The connections are open once the workers answered a ping and ran nothing yet: count from here.
+        cpu_before = cpu_snapshot(procs)
+        # As the sweeper sends them: one message per batch of this platform's due reports.
+        for index in range(0, n, batch):
+            chunk = ids[index : index + batch]
+            if len(chunk) == 1:
+                send_reconcile(chunk[0])
+            else:
+                send_reconcile_batch(chunk)
         deadline = time.monotonic() + timeout
         while finished(ids) < n and time.monotonic() < deadline:
             time.sleep(0.25)
+        cpu = cpu_used(cpu_before, cpu_snapshot(procs))
         done = finished(ids)
         lat, first, last = latencies(ids)
         saturated = {
@@ -248,6 +300,10 @@ def run_cell(
             "reconciliations_per_s": round(done / max(last - first, 1e-9), 1),
             "latency_p50_s": round(pct(lat, 50), 3),
             "latency_p95_s": round(pct(lat, 95), 3),
+            # The bench's own polling queries add a little to PostgreSQL's figure.
+            "cpu_ms_per_reconciliation": {
+                kind: round(seconds * 1000 / max(done, 1), 2) for kind, seconds in cpu.items()
+            },
         }
         # Paced run: well below capacity, the latency a submission sees when the system is not saturated.
         paced_ids = persist(campaign, affiliates, paced_n)
@@ -280,7 +336,8 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=2000)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--latency", default="0,100", help="sandbox latency in ms, comma-separated")
-    parser.add_argument("--pool", default="threads", choices=["threads", "prefork"])
+    parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "gevent"])
+    parser.add_argument("--batch", default="20", help="reports per reconcile_batch message, comma-separated (1: none)")
     parser.add_argument("--concurrency", type=int, default=12, help="threads or child processes per worker")
     parser.add_argument("--paced-rate", type=float, default=40.0)
     parser.add_argument("--paced-reports", type=int, default=200)
@@ -296,38 +353,49 @@ def main() -> None:
     try:
         wait_ready(lambda: client.stats() is not None)
         campaign, affiliates = setup()
-        for latency in [int(x) for x in args.latency.split(",")]:
-            for workers in [int(x) for x in args.workers.split(",")]:
-                client.reset()
-                if latency:
-                    client.set_fault("youtube", latency_ms=latency)
-                runs = [
-                    run_cell(
-                        campaign,
-                        affiliates,
-                        workers=workers,
-                        pool=args.pool,
-                        concurrency=args.concurrency,
-                        n=args.reports,
-                        paced_rate=args.paced_rate,
-                        paced_n=args.paced_reports,
-                        timeout=args.timeout,
-                    )
-                    for _ in range(args.repeat)
-                ]
-                results.append(
-                    {
-                        "workers": workers,
-                        "pool": f"{args.pool} x {args.concurrency}",
-                        "sandbox_latency_ms": latency,
-                        "reconciliations_per_s_median": statistics.median(
-                            r["saturated"]["reconciliations_per_s"] for r in runs
-                        ),
-                        "paced_latency_p50_s_median": statistics.median(r["paced"]["latency_p50_s"] for r in runs),
-                        "paced_latency_p95_s_median": statistics.median(r["paced"]["latency_p95_s"] for r in runs),
-                        "runs": runs,
-                    }
+        cells = [
+            (latency, workers, batch)
+            for latency in [int(x) for x in args.latency.split(",")]
+            for workers in [int(x) for x in args.workers.split(",")]
+            for batch in [int(x) for x in args.batch.split(",")]
+        ]
+        for latency, workers, batch in cells:
+            client.reset()
+            if latency:
+                client.set_fault("youtube", latency_ms=latency)
+            runs = [
+                run_cell(
+                    campaign,
+                    affiliates,
+                    workers=workers,
+                    pool=args.pool,
+                    concurrency=args.concurrency,
+                    n=args.reports,
+                    paced_rate=args.paced_rate,
+                    paced_n=args.paced_reports,
+                    timeout=args.timeout,
+                    batch=batch,
                 )
+                for _ in range(args.repeat)
+            ]
+            results.append(
+                {
+                    "workers": workers,
+                    "pool": f"{args.pool} x {args.concurrency}",
+                    "sandbox_latency_ms": latency,
+                    "batch": batch,
+                    "cpu_ms_per_reconciliation_median": {
+                        kind: statistics.median(r["saturated"]["cpu_ms_per_reconciliation"][kind] for r in runs)
+                        for kind in ("workers", "postgres")
+                    },
+                    "reconciliations_per_s_median": statistics.median(
+                        r["saturated"]["reconciliations_per_s"] for r in runs
+                    ),
+                    "paced_latency_p50_s_median": statistics.median(r["paced"]["latency_p50_s"] for r in runs),
+                    "paced_latency_p95_s_median": statistics.median(r["paced"]["latency_p95_s"] for r in runs),
+                    "runs": runs,
+                }
+            )
     finally:
         stop(sandbox)
         connection.close()
