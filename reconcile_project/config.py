@@ -201,9 +201,11 @@ class BatchSettings(_Group):
 
     #: Reports per batch: one platform request (split further by the adapter's own limit) and one apply
     #: transaction. 1 turns batching off (every report its own task, as before).
-    #: The wait for a batch to fill is the sweeper's period, ``SWEEP_INTERVAL_SECONDS``: a fresh claim is
-    #: sent at once (a batch of one); what the sweeper finds due was waiting at most that long.
     size: int = Field(20, ge=1, le=100)
+    #: The wait for a batch to fill. A fresh claim with no other sent within this long is sent at once (a
+    #: batch of one, so low-load latency does not grow); the ones that follow it within the window are left
+    #: to the sweeper, which then runs this often and sends them in batches. 0: every fresh claim at once.
+    fill_wait_seconds: float = Field(0.25, ge=0, le=60)
 
 
 class RuleSet(BaseModel):
