@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar
 
 from platforms.adapters.base import METRICS, PlatformMetrics
 from platforms.breaker import IN_FLIGHT_FULL, Admission
@@ -52,10 +52,11 @@ class Adapter(Protocol):
     def fetch_metrics(self, post_id: str) -> PlatformMetrics: ...
 
 
-@runtime_checkable
 class BatchAdapter(Protocol):
-    max_batch: int
-    bills_per_item: bool
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def bills_per_item(self) -> bool: ...
 
     def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]: ...
 
@@ -170,7 +171,6 @@ def fetch_batch(
     """
     started = clock()
     adapter, breaker, limiter, backoff, quota_rps = _defaults(platform, adapter, breaker, limiter, backoff, quota_rps)
-    assert isinstance(adapter, BatchAdapter)
     rng = rng or _rng
     deadline = started + (budget_seconds if budget_seconds is not None else backoff.attempt_budget_seconds)
     unique = list(dict.fromkeys(post_ids))

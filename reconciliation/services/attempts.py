@@ -228,24 +228,32 @@ def attempts_claim(*, report_ids: Sequence[int], now: dt.datetime, worker: str =
             chosen.append((row, ruleset, setup_error, row["attempt_count"] + 1, lease_until, is_recheck))
         if not chosen:
             return []
-        attempts = ReconciliationAttempt.objects.bulk_create(
+        lease_field = _column(ReconciliationLog, "lease_until")
+        leases = [
+            (_SET_LEASE_SQL, [number, lease_field.get_db_prep_save(lease, connection), row["log_id"]])
+            for row, _ruleset, _error, number, lease, _recheck in chosen
+        ]
+        new_attempts = [
             ReconciliationAttempt(
                 report_id=row["report_id"], number=number, started_at=now, worker=worker, is_recheck=is_recheck
             )
             for row, _ruleset, _error, number, _lease, is_recheck in chosen
-        )
-        lease_field = ReconciliationLog._meta.get_field("lease_until")
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                _SET_LEASE_SQL,
-                [
-                    (number, lease_field.get_db_prep_save(lease, connection), row["log_id"])
-                    for row, _ruleset, _error, number, lease, _recheck in chosen
-                ],
-            )
+        ]
+        if connection.vendor == "postgresql":
+            # The attempt rows and the leases in one round trip; the INSERT's RETURNING is the first result.
+            insert = _insert_sql(ReconciliationAttempt, new_attempts, _ATTEMPT_COLUMNS, returning="id, report_id")
+            with connection.cursor() as cursor:
+                _execute_together(cursor, [insert, *leases])
+                attempt_ids = {report_id: attempt_id for attempt_id, report_id in cursor.fetchall()}
+        else:
+            created = ReconciliationAttempt.objects.bulk_create(new_attempts)
+            attempt_ids = {a.report_id: a.pk for a in created}
+            with connection.cursor() as cursor:
+                for sql, params in leases:
+                    cursor.execute(sql, params)
     return [
         ClaimedAttempt(
-            attempt_id=attempt.pk,
+            attempt_id=attempt_ids[row["report_id"]],
             report_id=row["report_id"],
             post_id=row["post_id"],
             number=number,
@@ -263,7 +271,7 @@ def attempts_claim(*, report_ids: Sequence[int], now: dt.datetime, worker: str =
             is_recheck=is_recheck,
             setup_error=setup_error,
         )
-        for attempt, (row, ruleset, setup_error, number, lease_until, is_recheck) in zip(attempts, chosen, strict=True)
+        for row, ruleset, setup_error, number, lease_until, is_recheck in chosen
     ]
 
 
@@ -272,6 +280,39 @@ _ATTEMPT_TABLE = ReconciliationAttempt._meta.db_table
 #: Plain SQL with the models' table names: one prepared statement sent for many rows (``executemany``)
 #: costs a fraction of compiling an ORM ``update()`` per row, and the worker's CPU is what limits it.
 _SET_LEASE_SQL = f"UPDATE {_LOG_TABLE} SET attempt_count = %s, lease_until = %s WHERE id = %s"
+_ATTEMPT_COLUMNS = (
+    "report",
+    "number",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "status",
+    "missing_reason",
+    "duration_ms",
+    "worker",
+    "is_recheck",
+)
+
+
+def _insert_sql(
+    model: type[Model], objs: Sequence[Model], names: Sequence[str], *, returning: str = ""
+) -> tuple[str, list[Any]]:
+    """``INSERT INTO <table> (<columns>) VALUES (...), (...)`` for these objects, values as the ORM prepares
+    them (JSON, decimals, datetimes); model defaults apply, since the objects were built by the ORM."""
+    from django.db import connection
+
+    fields = [_column(model, name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields]
+    sql = f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join([row] * len(objs))}"
+    return (f"{sql} RETURNING {returning}" if returning else sql), params
+
+
+def _execute_together(cursor: Any, statements: Sequence[tuple[str, list[Any]]]) -> None:
+    """Several statements in one round trip (PostgreSQL; the parameters are bound on the client)."""
+    sql = "; ".join(statement for statement, _params in statements)
+    cursor.execute(sql, [param for _statement, params in statements for param in params])
 
 
 def _abandoned_attempt_ends_it(row: dict[str, Any], *, report_id: int, ruleset: RuleSet, now: dt.datetime) -> bool:
@@ -360,15 +401,24 @@ class _Writes:
             )
         if self.deleted:
             ReconciliationAttempt.objects.filter(pk__in=self.deleted).delete()
-        with connection.cursor() as cursor:
-            if self.finished:
-                cursor.executemany(_FINISH_ATTEMPT_SQL, [_prep(_FINISH_ATTEMPT_FIELDS, row) for row in self.finished])
-            if self.logs:
-                cursor.executemany(_LOG_RESULT_SQL, [_log_params(fields) for fields in self.logs])
+        statements = [(_FINISH_ATTEMPT_SQL, _prep(_FINISH_ATTEMPT_FIELDS, row)) for row in self.finished]
+        statements += [(_LOG_RESULT_SQL, _log_params(fields)) for fields in self.logs]
         if self.snapshots:
-            PlatformSnapshot.objects.bulk_create(self.snapshots)
+            statements.append(_insert_sql(PlatformSnapshot, self.snapshots, _SNAPSHOT_COLUMNS))
         if self.ledger:
-            TrustLedgerRow.objects.bulk_create(self.ledger)
+            written_at = timezone.now()  # created_at is the time of writing (auto_now_add), not the apply's clock
+            for row in self.ledger:
+                row.created_at = written_at
+            statements.append(_insert_sql(TrustLedgerRow, self.ledger, _LEDGER_COLUMNS))
+        if statements:
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    # Every write of the batch in one round trip: at batch size 1 the round trips are most of
+                    # the apply's CPU.
+                    _execute_together(cursor, statements)
+                else:
+                    for sql, params in statements:
+                        cursor.execute(sql, params)
         if self.buckets:
             buckets = list(self.buckets)
 
@@ -380,6 +430,17 @@ class _Writes:
 
 
 _FINISH_ATTEMPT_FIELDS = ("finished_at", "outcome", "status", "missing_reason", "duration_ms", "id")
+_SNAPSHOT_COLUMNS = ("post", "attempt", "platform", "views", "clicks", "conversions", "raw", "fetched_at")
+_LEDGER_COLUMNS = (
+    "affiliate",
+    "report",
+    "attempt",
+    "event",
+    "delta",
+    "effective_delta",
+    "score_after",
+    "created_at",
+)
 _FINISH_ATTEMPT_SQL = (
     f"UPDATE {_ATTEMPT_TABLE} SET finished_at = %s, outcome = %s, status = %s, missing_reason = %s,"
     " duration_ms = %s WHERE id = %s"
