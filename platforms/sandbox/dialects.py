@@ -783,6 +783,10 @@ class XDialect(Dialect):
     _PATH = re.compile(r"^/12/stats/accounts/(?P<account>[^/]+)/?$")
     _JOBS = re.compile(r"^/12/stats/jobs/accounts/(?P<account>[^/]+)/?$")
     _ENTITY = re.compile(r"^/12/accounts/(?P<account>[^/]+)/promoted_tweets/(?P<id>[^/]+)/?$")
+    _ENTITIES = re.compile(r"^/12/accounts/(?P<account>[^/]+)/promoted_tweets/?$")
+    #: ``entity_ids`` per analytics job, and ``promoted_tweet_ids`` per lookup, as X limits them.
+    MAX_JOB_ENTITIES = 20
+    MAX_LOOKUP_IDS = 200
     _FILE = re.compile(r"^/ton/advertiser-api-async-analytics/stats_job_(?P<job>\d+)\.json\.gz$")
     _OAUTH_PARAM = re.compile(r'(\w+)="([^"]*)"')
     REQUIRED = ("entity", "entity_ids", "start_time", "end_time", "granularity", "placement", "metric_groups")
@@ -816,6 +820,16 @@ class XDialect(Dialect):
         path = request.path
         if request.method == "GET" and (match := self._ENTITY.match(path)):
             return unquote(match.group("id"))
+        if request.method == "GET" and self._ENTITIES.match(path):
+            ids = [i for i in (request.param("promoted_tweet_ids") or "").split(",") if i]
+            if not ids or len(ids) > self.MAX_LOOKUP_IDS:
+                return self._error(
+                    400,
+                    "INVALID_PARAMETER",
+                    f"promoted_tweet_ids takes 1 to {self.MAX_LOOKUP_IDS} ids",
+                    parameter="promoted_tweet_ids",
+                )
+            return Batch(tuple(ids))
         if request.method == "GET" and (self._FILE.match(path) or self._JOBS.match(path)):
             return ACCOUNT
         if request.method == "POST" and self._JOBS.match(path):
@@ -824,7 +838,7 @@ class XDialect(Dialect):
             return self._stats_request(request, self.SYNC_MAX_DAYS)
         return self._error(404, "ROUTE_NOT_FOUND", "Sorry, that page does not exist")
 
-    def _stats_request(self, request: ApiRequest, max_days: int) -> str | Reply:
+    def _stats_request(self, request: ApiRequest, max_days: int) -> str | Reply | Batch:
         for name in self.REQUIRED:
             if not request.param(name):
                 return self._error(400, "MISSING_PARAMETER", f'"{name}" is a required parameter', parameter=name)
@@ -848,7 +862,31 @@ class XDialect(Dialect):
                 f"Time range must be positive and at most {max_days} days",
                 parameter="end_time",
             )
-        return (request.param("entity_ids") or "").split(",")[0]
+        ids = [i for i in (request.param("entity_ids") or "").split(",") if i]
+        if len(ids) > self.MAX_JOB_ENTITIES:
+            return self._error(
+                400, "INVALID_PARAMETER", f"At most {self.MAX_JOB_ENTITIES} entity_ids", parameter="entity_ids"
+            )
+        return ids[0] if len(ids) == 1 else Batch(tuple(ids))
+
+    def batch(self, request: ApiRequest, posts: Mapping[str, PostState], state: SandboxState) -> Reply:
+        if self._ENTITIES.match(request.path):
+            # The promoted tweets X knows, in one list; unknown ids are simply not in it.
+            found = [self._promoted_tweet(i, p)["data"] for i, p in posts.items() if p.exists]
+            return Reply(200, {"request": {"params": {}}, "next_cursor": None, "data": found}, self._headers())
+        params = self._params(request)
+        if request.method == "POST":
+            job = state.create_job(self.slug, next(iter(posts)), params)
+            return Reply(
+                200,
+                {"request": {"params": self._echo(params)}, "data": self._job_json(request, state, job)},
+                {"x-concurrent-job-limit": "100", "x-concurrent-job-limit-remaining": "99"},
+            )
+        body = self._stats(params, "", replace(next(iter(posts.values())), empty=True))
+        for post_id, post in posts.items():
+            if post.exists:
+                body["data"] += self._stats(params, post_id, post)["data"]
+        return Reply(200, body, self._headers())
 
     @staticmethod
     def _params(request: ApiRequest) -> dict[str, str]:
@@ -1006,12 +1044,19 @@ class XDialect(Dialect):
             if not jobs or not state.job_done(jobs[0]):
                 return Reply(404, {"error": "no such file"})
             job = jobs[0]
-            post = state.post(self.slug, job.post_id)
-            if not post.exists:
-                post = replace(post, empty=True)
-            if state.fault(self.slug).partial:
-                post = replace(post, metrics=post.metrics.without("clicks", "conversions"))
-            body = self._stats(job.params, job.post_id, post)
+            entity_ids = [i for i in str(job.params.get("entity_ids") or job.post_id).split(",") if i]
+            body = None
+            for entity_id in entity_ids:
+                post = state.post(self.slug, entity_id)
+                if not post.exists:
+                    post = replace(post, empty=True)
+                if state.fault(self.slug).partial:
+                    post = replace(post, metrics=post.metrics.without("clicks", "conversions"))
+                stats = self._stats(job.params, entity_id, post)
+                if body is None:
+                    body = stats
+                else:
+                    body["data"] += stats["data"]
             return Reply(200, content=gzip.compress(json.dumps(body).encode()), content_type="application/octet-stream")
         wanted = {int(i) for i in (request.param("job_ids") or "").split(",") if i.strip().isdigit()}
         jobs = state.jobs(self.slug, wanted or None)
