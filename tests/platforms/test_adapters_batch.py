@@ -63,3 +63,30 @@ def test_a_batch_of_posts_is_one_platform_request(
     # done at once in the sandbox): still one fetch for all of them.
     calls = {"x": 4}.get(slug, 1)
     assert sandbox_client.stats()["platforms"][slug]["total"] - before == calls
+
+
+def test_x_reuses_a_running_job_for_its_tweet_in_a_batch_and_answers_the_others(
+    make_adapter: AdapterFactory, sandbox_client: SandboxClient, sandbox
+) -> None:
+    first, others = "1700000000000000201", ["1700000000000000202", "1700000000000000203"]
+    for post_id in (first, *others):
+        sandbox_client.set_post("x", post_id, views=5000, clicks=250, conversions=25, age_days=10)
+    adapter = make_adapter("x")
+    sandbox_client.set_fault("x", job_seconds=3_600)
+    assert adapter.fetch_metrics(first).views is None  # its job is still running
+    (running,) = sandbox.state.jobs("x")
+    sandbox_client.clear_fault("x")
+    sandbox_client.set_fault("x", job_seconds=3_600)  # jobs created from now on run for an hour too
+
+    answers = adapter.fetch_batch([first, *others])
+
+    # The first tweet's job is reused (and still running: every metric absent, never a partial sum); the
+    # two others share one new job, which is running as well.
+    assert running.id in {job.id for job in sandbox.state.jobs("x")} and len(sandbox.state.jobs("x")) == 2
+    assert all(isinstance(a, PlatformMetrics) and a.views is None for a in answers.values())
+    sandbox_client.clear_fault("x")
+    done = adapter.fetch_batch([first, *others])
+    assert [(a.views, a.clicks, a.conversions) for a in done.values() if isinstance(a, PlatformMetrics)] == [
+        (5000, 250, 25)
+    ] * 3
+    assert len(sandbox.state.jobs("x")) == 2
