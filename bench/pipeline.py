@@ -19,14 +19,14 @@ spent per reconciliation, read from /proc before and after the saturated run.
 
 Pool: threads, 12 per process (the production default, ``CELERY_WORKER_CONCURRENCY``): an attempt waits on
 PostgreSQL, Redis and the platform, and threads overlap that waiting. Against prefork (``--pool prefork
---concurrency 4``: 8 processes on 2 cores) threads did more per CPU second at both batch sizes (figures
-below); gevent is not installed here, so it was not compared.
+--concurrency 4``: 8 processes on 2 cores) threads did as well at batch 20 and twice as well at batch 1, for
+less CPU (figures below); gevent is not installed here, so it was not compared.
 
-Measured 2026-11-30 on 2 cores, loaded by other work (load average 6-9), ``--reports 1000 --workers 2
---latency 0 --batch 1,20 --paced-reports 50``: threads x 12, batch 20 758.4/s with 1.42 ms of worker CPU and
-0.76 ms of PostgreSQL CPU per reconciliation, batch 1 134.9/s with 6.83 ms and 2.81 ms, paced p95 18-31 ms;
-prefork x 4, batch 20 382.0/s with 1.82 ms, batch 1 58.6/s with 12.37 ms. Targets (issue 16): at least
-250/s with batches and 90/s with batch 1 at 0 ms.
+Measured 2026-11-30 00:19 UTC on 2 cores, loaded by other work (load average 9-12), ``--reports 1000
+--workers 2 --latency 0 --batch 1,20 --paced-reports 50``: threads x 12, batch 20 471.1/s with 1.73 ms of
+worker CPU and 0.70 ms of PostgreSQL CPU per reconciliation, batch 1 89.7/s with 6.95 ms and 2.67 ms, paced
+p95 72-73 ms; prefork x 4, batch 20 434.7/s with 1.68 ms, batch 1 45.2/s with 10.82 ms. Targets (issue 16):
+at least 250/s with batches and 90/s with batch 1 at 0 ms.
 """
 
 from __future__ import annotations
