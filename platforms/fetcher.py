@@ -16,16 +16,17 @@ exactly one call and a failed probe ends the fetch (the breaker is open again).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from platforms.adapters.base import METRICS, PlatformMetrics
 from platforms.breaker import IN_FLIGHT_FULL, Admission
-from platforms.errors import FetchError, PlatformError, RateLimited
+from platforms.errors import FetchError, NotFound, PlatformError, RateLimited
 from platforms.ratelimit import TokenSource, wait_for_token
 from reconcile_project.config import BackoffPolicy, RateLimitSettings
 
@@ -44,8 +45,20 @@ BURST_SECONDS = 0.2
 _rng = random.Random()
 
 
+T = TypeVar("T")
+
+
 class Adapter(Protocol):
     def fetch_metrics(self, post_id: str) -> PlatformMetrics: ...
+
+
+class BatchAdapter(Protocol):
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def bills_per_item(self) -> bool: ...
+
+    def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]: ...
 
 
 class Breaker(Protocol):
@@ -104,6 +117,111 @@ def fetch(
     ``budget_seconds`` (default ``backoff.attempt_budget_seconds``) bounds waiting and sleeping.
     """
     started = clock()
+    adapter, breaker, limiter, backoff, quota_rps = _defaults(platform, adapter, breaker, limiter, backoff, quota_rps)
+    rng = rng or _rng
+    deadline = started + (budget_seconds if budget_seconds is not None else backoff.attempt_budget_seconds)
+
+    def call() -> PlatformMetrics:
+        return adapter.fetch_metrics(post_id)
+
+    guarded = _guarded_call(
+        platform,
+        call,
+        breaker=breaker,
+        limiter=limiter,
+        backoff=backoff,
+        quota_rps=quota_rps,
+        deadline=deadline,
+        rng=rng,
+        sleep=sleep,
+        clock=clock,
+        context={"post_id": post_id},
+    )
+    if guarded.value is not None:
+        metrics = guarded.value
+        outcome = FetchOutcome(metrics=metrics, missing_fields=metrics.missing_fields(), raw=dict(metrics.raw))
+    else:
+        outcome = guarded.failure()
+    outcome = replace(outcome, attempts=guarded.attempts, duration_seconds=clock() - started)
+    _observe(platform, outcome)
+    _log_fetch(platform, outcome, guarded.attempts, items=1)
+    return outcome
+
+
+def fetch_batch(
+    *,
+    platform: str,
+    post_ids: list[str],
+    adapter: BatchAdapter | None = None,
+    breaker: Breaker | None = None,
+    limiter: TokenSource | None = None,
+    backoff: BackoffPolicy | None = None,
+    quota_rps: float | None = None,
+    budget_seconds: float | None = None,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, FetchOutcome]:
+    """Several posts of one platform: one request per ``adapter.max_batch`` ids, each guarded as :func:`fetch`.
+
+    A request-wide failure (refused by the breaker or the limiter, throttled, timed out) is every one of
+    its posts' outcome; otherwise each post gets its own metrics or its own error (an id the answer left
+    out is that post's ``not_found`` only). The limiter gives one token per request, or one per id when
+    the platform bills a batch per item (``adapter.bills_per_item``). All requests share one budget.
+    """
+    started = clock()
+    adapter, breaker, limiter, backoff, quota_rps = _defaults(platform, adapter, breaker, limiter, backoff, quota_rps)
+    rng = rng or _rng
+    deadline = started + (budget_seconds if budget_seconds is not None else backoff.attempt_budget_seconds)
+    unique = list(dict.fromkeys(post_ids))
+    size = max(1, int(adapter.max_batch))
+    outcomes: dict[str, FetchOutcome] = {}
+    for index in range(0, len(unique), size):
+        chunk = unique[index : index + size]
+        chunk_started = clock()
+        guarded = _guarded_call(
+            platform,
+            functools.partial(adapter.fetch_batch, chunk),
+            breaker=breaker,
+            limiter=limiter,
+            backoff=backoff,
+            quota_rps=quota_rps,
+            deadline=deadline,
+            rng=rng,
+            sleep=sleep,
+            clock=clock,
+            context={"items": len(chunk)},
+            cost=len(chunk) if adapter.bills_per_item else 1,
+        )
+        duration = clock() - chunk_started
+        if guarded.value is None:
+            failed = replace(guarded.failure(), attempts=guarded.attempts, duration_seconds=duration)
+            _observe(platform, failed)
+            outcomes.update(dict.fromkeys(chunk, failed))
+        else:
+            answers = guarded.value
+            for post_id in chunk:
+                answer = answers.get(post_id)
+                if answer is None:
+                    answer = NotFound(f"{platform}: the batch answer has no row for {post_id!r}")
+                if isinstance(answer, PlatformMetrics):
+                    item = FetchOutcome(metrics=answer, missing_fields=answer.missing_fields(), raw=dict(answer.raw))
+                else:
+                    item = _error_outcome(answer)
+                outcomes[post_id] = replace(item, attempts=guarded.attempts, duration_seconds=duration)
+            _observe(platform, outcomes[chunk[0]])
+        _log_fetch(platform, outcomes[chunk[0]], guarded.attempts, items=len(chunk))
+    return outcomes
+
+
+def _defaults(
+    platform: str,
+    adapter: Any,
+    breaker: Breaker | None,
+    limiter: TokenSource | None,
+    backoff: BackoffPolicy | None,
+    quota_rps: float | None,
+) -> tuple[Any, Breaker, TokenSource, BackoffPolicy, float]:
     if adapter is None:
         from platforms.registry import get_adapter
 
@@ -127,25 +245,57 @@ def fetch(
             if not isinstance(limits, RateLimitSettings):
                 limits = RateLimitSettings.model_validate(limits)
             quota_rps = limits.platform_default_rps
-    rng = rng or _rng
-    deadline = started + (budget_seconds if budget_seconds is not None else backoff.attempt_budget_seconds)
-    burst = max(1.0, quota_rps * BURST_SECONDS)
+    return adapter, breaker, limiter, backoff, quota_rps
 
-    attempts = 0
+
+@dataclass
+class _Guarded(Generic[T]):
+    """What one guarded platform request gave: its value, or the error / refusal that stopped it."""
+
+    value: T | None = None
     error: PlatformError | None = None
-    outcome: FetchOutcome | None = None
+    refused: FetchOutcome | None = None
+    attempts: int = 0
+
+    def failure(self) -> FetchOutcome:
+        if self.refused is not None:
+            return self.refused
+        assert self.error is not None
+        return _error_outcome(self.error)
+
+
+def _guarded_call(
+    platform: str,
+    call: Callable[[], T],
+    *,
+    breaker: Breaker,
+    limiter: TokenSource,
+    backoff: BackoffPolicy,
+    quota_rps: float,
+    deadline: float,
+    rng: random.Random,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    context: dict[str, Any],
+    cost: int = 1,
+) -> _Guarded[T]:
+    """One platform request through the breaker and the limiter, with bounded retries of transient errors."""
+    burst = max(1.0, quota_rps * BURST_SECONDS)
+    result: _Guarded[T] = _Guarded()
     while True:
         admission = _admit(breaker, platform, deadline, sleep=sleep, clock=clock, rng=rng)
         if not admission.admitted:
             # On a retry the last platform error is the better answer: we did reach the platform.
-            if error is None:
-                outcome = _refused(platform, admission)
+            if result.error is None:
+                result.refused = _refused(platform, admission)
             break
-        token = wait_for_token(limiter, platform, quota_rps, burst, deadline, sleep=sleep, clock=clock, rng=rng)
+        token = wait_for_token(
+            limiter, platform, quota_rps, burst, deadline, sleep=sleep, clock=clock, rng=rng, cost=cost
+        )
         if not token.taken:
             breaker.release(platform, admission)
-            if error is None:
-                outcome = FetchOutcome(
+            if result.error is None:
+                result.refused = FetchOutcome(
                     metrics=None,
                     missing_fields=list(METRICS),
                     error_code="rate_limited",
@@ -162,45 +312,44 @@ def fetch(
             breaker.release(platform, admission)
             admission = _admit(breaker, platform, deadline, sleep=sleep, clock=clock, rng=rng)
             if not admission.admitted:
-                if error is None:
-                    outcome = _refused(platform, admission)
+                if result.error is None:
+                    result.refused = _refused(platform, admission)
                 break
 
-        attempts += 1
+        result.attempts += 1
         call_started = clock()
         try:
-            metrics = adapter.fetch_metrics(post_id)
+            value = call()
         except PlatformError as exc:
-            error = exc
+            result.error = exc
         except Exception as exc:
             # The adapter contract is "typed errors only"; anything else is an adapter bug. Count it
             # as a platform failure (so a broken adapter still trips the breaker) but do not retry.
-            logger.exception("adapter_unexpected_error", extra={"platform": platform, "post_id": post_id})
-            error = FetchError(f"{type(exc).__name__}: {exc}")
-            error.transient = False
+            logger.exception("adapter_unexpected_error", extra={"platform": platform, **context})
+            result.error = FetchError(f"{type(exc).__name__}: {exc}")
+            result.error.transient = False
         else:
             breaker.record_success(platform, admission, duration_seconds=clock() - call_started)
-            outcome = FetchOutcome(metrics=metrics, missing_fields=metrics.missing_fields(), raw=dict(metrics.raw))
+            result.value, result.error, result.refused = value, None, None
             break
 
+        error = result.error
         if error.counts_as_failure:
             breaker.record_failure(platform, admission)
         else:
             breaker.release(platform, admission)
-        if not error.transient or attempts > backoff.max_retries:
+        if not error.transient or result.attempts > backoff.max_retries:
             break
-        delay = _backoff_delay(backoff, attempts - 1, rng)
+        delay = _backoff_delay(backoff, result.attempts - 1, rng)
         if isinstance(error, RateLimited) and error.retry_after is not None:
             delay = max(delay, error.retry_after)
         if clock() + delay > deadline:
             break
         sleep(delay)
+    return result
 
-    if outcome is None:
-        assert error is not None
-        outcome = _error_outcome(error)
-    outcome = replace(outcome, attempts=attempts, duration_seconds=clock() - started)
-    _observe(platform, outcome)
+
+def _log_fetch(platform: str, outcome: FetchOutcome, attempts: int, *, items: int) -> None:
     performance_logger.info(
         "Performance: platform_fetch",
         extra={
@@ -209,9 +358,9 @@ def fetch(
             "platform": platform,
             "outcome": outcome.error_code or "ok",
             "attempts": attempts,
+            "items": items,
         },
     )
-    return outcome
 
 
 def _observe(platform: str, outcome: FetchOutcome) -> None:

@@ -27,11 +27,13 @@ from platforms.breaker import RedisGuard, RedisSource
 
 logger = logging.getLogger("platforms.ratelimit")
 
-# KEYS: bucket. ARGV: rate (tokens/s), burst (capacity). Returns the wait in seconds as a string
-# ('0' when a token was taken): a float returned as a Lua number would be truncated to an integer.
+# KEYS: bucket. ARGV: rate (tokens/s), burst (capacity), cost (tokens this call takes, default 1). Returns
+# the wait in seconds as a string ('0' when the tokens were taken): a float returned as a Lua number would be
+# truncated to an integer.
 _ACQUIRE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3] or '1')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -43,10 +45,10 @@ if tokens == nil or ts == nil then
 end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= cost then
+  tokens = tokens - cost
 else
-  wait = (1 - tokens) / rate
+  wait = (cost - tokens) / rate
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.6f', now))
 -- An idle bucket is full again after burst/rate seconds, which is what a missing key means too.
@@ -76,8 +78,12 @@ class RateLimiter:
         self.key_prefix = key_prefix
         self._script: Script | None = None
 
-    def acquire(self, platform: str, rate_per_sec: float, burst: float) -> float:
-        """Take a token: 0.0 if taken, else the seconds until one will be available (nothing taken)."""
+    def acquire(self, platform: str, rate_per_sec: float, burst: float, cost: int = 1) -> float:
+        """Take ``cost`` tokens: 0.0 if taken, else the seconds until they will be available (nothing taken).
+
+        ``cost`` is more than one for a batch request a platform bills per item (Meta's ``ids=``); the bucket
+        holds at least ``cost`` tokens for such a request (``burst`` is raised to it), or it could never pass.
+        """
         # NaN passes every comparison-based bound, and inf would reach the Lua script as a string it
         # cannot parse: refuse both here, with the values, so the recorded error says what was wrong.
         if not (math.isfinite(rate_per_sec) and rate_per_sec > 0) or not (math.isfinite(burst) and burst >= 1):
@@ -88,7 +94,8 @@ class RateLimiter:
             client = self._redis.client()
             if self._script is None:
                 self._script = client.register_script(_ACQUIRE)
-            wait = self._script(keys=[f"{self.key_prefix}{platform}"], args=[rate_per_sec, burst], client=client)
+            args = [rate_per_sec, max(burst, cost), cost] if cost != 1 else [rate_per_sec, burst]
+            wait = self._script(keys=[f"{self.key_prefix}{platform}"], args=args, client=client)
         except redis.RedisError as exc:
             self._redis.failed(platform, exc)
             return 0.0
@@ -132,12 +139,16 @@ def wait_for_token(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    cost: int = 1,
 ) -> TokenWait:
     """:meth:`RateLimiter.wait` with the details: whether and how long it waited, and why it gave up."""
     jitter = (rng or random).random
     waited = 0.0
     while True:
-        needed = limiter.acquire(platform, rate, burst)
+        # A cost of one keeps the plain three-argument call every token source understands.
+        needed = (
+            limiter.acquire(platform, rate, burst) if cost == 1 else _acquire_many(limiter, platform, rate, burst, cost)
+        )
         if needed <= 0:
             return TokenWait(taken=True, waited=waited)
         if clock() + needed > deadline:
@@ -147,6 +158,11 @@ def wait_for_token(
         pause = min(needed * (1 + 0.2 * jitter()), max(0.0, deadline - clock()))
         sleep(pause)
         waited += pause
+
+
+def _acquire_many(limiter: TokenSource, platform: str, rate: float, burst: float, cost: int) -> float:
+    acquire: Callable[..., float] = limiter.acquire
+    return acquire(platform, rate, burst, cost=cost)
 
 
 @functools.cache

@@ -198,6 +198,20 @@ class RateLimitSettings(_Group):
     platform_default_rps: float = Field(50.0, gt=0)
 
 
+class BatchSettings(_Group):
+    """How the sweeper groups due reports into per-platform batches (``reconciliation.tasks.reconcile_batch``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RECONCILE_BATCH__")
+
+    #: Reports per batch: one platform request (split further by the adapter's own limit) and one apply
+    #: transaction. 1 turns batching off (every report its own task, as before).
+    size: int = Field(20, ge=1, le=100)
+    #: The wait for a batch to fill. A fresh claim with no other sent within this long is sent at once (a
+    #: batch of one, so low-load latency does not grow); the ones that follow it within the window are left
+    #: to the sweeper, which then runs this often and sends them in batches. 0: every fresh claim at once.
+    fill_wait_seconds: float = Field(0.25, ge=0, le=60)
+
+
 class RuleSet(BaseModel):
     """All groups the engine needs, as one frozen value (global defaults or a campaign's)."""
 
@@ -262,6 +276,7 @@ GROUPS: dict[str, tuple[str | None, type[_Group]]] = {
     "CIRCUIT_BREAKER": (None, CircuitBreakerSettings),
     "BACKOFF_POLICY": (None, BackoffPolicy),
     "RATE_LIMIT_SETTINGS": (None, RateLimitSettings),
+    "RECONCILE_BATCH": (None, BatchSettings),
 }
 
 #: Groups a campaign may override.

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import sys
+import time
 import uuid
 from collections.abc import Mapping, MutableMapping
 from types import TracebackType
@@ -486,13 +487,22 @@ def _on_task_postrun(**kwargs: Any) -> None:
 
 
 def _close_old_connections(task: Any = None, **kwargs: Any) -> None:
-    """Before a task, what Django does before a request: drop this thread's connections that are past
-    CONN_MAX_AGE or broke in an earlier task, and health-check the others on first use."""
+    """Before a task: drop this thread's connections that broke in an earlier task or are past CONN_MAX_AGE.
+
+    Not Django's ``close_old_connections()``: that also re-arms the health check, a ``SELECT 1`` round trip
+    before every task, which cost a reconciliation more than its own lock read. A connection the server
+    dropped in between is found by the task's first statement instead: it raises OperationalError, the
+    task is retried (``autoretry_for``), and before the retry this closes the connection that failed.
+    """
     if getattr(getattr(task, "request", None), "is_eager", False):
         return  # run inline by the caller, inside the caller's transaction
-    from django.db import close_old_connections
+    from django.db import connections
 
-    close_old_connections()
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if conn.errors_occurred or (conn.close_at is not None and time.monotonic() >= conn.close_at):
+            conn.close_if_unusable_or_obsolete()
 
 
 def _on_setup_logging(**kwargs: Any) -> None:

@@ -138,7 +138,6 @@ def shutdown_tracing() -> None:
         provider.shutdown()
 
 
-
 def _instrument(provider: Any) -> None:
     from celery import signals
     from opentelemetry.instrumentation.celery import CeleryInstrumentor

@@ -5,15 +5,32 @@ graph.facebook.com and signal errors the same way: an ``{"error": {"code", "erro
 envelope, usually with HTTP 400 whatever the cause, so the status alone cannot tell a throttle from a
 bad id. See https://developers.facebook.com/docs/graph-api/guides/error-handling and
 https://developers.facebook.com/docs/graph-api/overview/rate-limiting.
+
+Batch form (https://developers.facebook.com/docs/graph-api/batch-requests): ``POST /<version>/`` with
+``batch=[{"method": "GET", "relative_url": "<id>/insights?..."}, ...]`` (at most :data:`MAX_BATCH`); the
+answer is a list in the same order of ``{"code": <status>, "headers": [...], "body": "<JSON text>"}``, or
+null for a sub-request that did not complete. Each sub-request is mapped like a call of its own, so an
+unknown id fails only its own post. Meta counts every sub-request against the rate limits, so these
+adapters bill a batch per item.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
-from platforms.adapters.http import ApiResponse, retry_after_seconds
-from platforms.errors import AuthError, NotFound, PlatformError, RateLimited
+from platforms.adapters.base import AdapterConfig, PlatformMetrics
+from platforms.adapters.http import (
+    ApiResponse,
+    call_api,
+    endpoint,
+    map_response,
+    retry_after_seconds,
+    unexpected_shape,
+)
+from platforms.errors import AuthError, FetchError, NotFound, PlatformError, RateLimited
 
 GRAPH_API_VERSION = "v21.0"
 PRODUCTION_BASE_URL = "https://graph.facebook.com"
@@ -28,6 +45,61 @@ _PERMISSION_RANGE = range(200, 300)
 # 100/33: "Object with ID ... does not exist, cannot be loaded due to missing permissions...";
 # 803: "Some of the aliases you requested do not exist".
 _NOT_FOUND_SUBCODE = 33
+#: Sub-requests per batch request, the Graph API's limit.
+MAX_BATCH = 50
+
+
+def graph_batch(
+    config: AdapterConfig,
+    *,
+    platform: str,
+    token: str,
+    edge: str,
+    params: dict[str, str],
+    post_ids: list[str],
+    parse: Callable[[Any, str], PlatformMetrics],
+) -> dict[str, PlatformMetrics | PlatformError]:
+    """``GET <id>/<edge>?<params>`` for every id in one batch request; each answer mapped on its own."""
+    query = urlencode(params)
+    batch = [{"method": "GET", "relative_url": f"{post_id}/{edge}?{query}"} for post_id in post_ids]
+    body = call_api(
+        config,
+        "POST",
+        endpoint(config, GRAPH_API_VERSION) + "/",
+        platform=platform,
+        json_body={"batch": batch, "include_headers": False},
+        headers={"Authorization": f"Bearer {token}"},
+        api_error=graph_api_error,
+        retry_hint=usage_retry_hint,
+    )
+    if not isinstance(body, list) or len(body) != len(post_ids):
+        raise FetchError(f"{platform}: a batch answer must be a list of {len(post_ids)} answers")
+    answers: dict[str, PlatformMetrics | PlatformError] = {}
+    for post_id, item in zip(post_ids, body, strict=True):
+        try:
+            answers[post_id] = _batch_item(item, platform=platform, post_id=post_id, parse=parse)
+        except PlatformError as exc:
+            answers[post_id] = exc
+    return answers
+
+
+def _batch_item(
+    item: Any, *, platform: str, post_id: str, parse: Callable[[Any, str], PlatformMetrics]
+) -> PlatformMetrics:
+    if item is None:
+        raise FetchError(f"{platform}: the batch's request for {post_id!r} did not complete")
+    with unexpected_shape(platform):
+        status = int(item["code"])
+        text = item.get("body") or ""
+        try:
+            decoded = json.loads(text) if text else None
+        except ValueError:
+            decoded = None
+    response = ApiResponse(status=status, headers={}, body=decoded, text=str(text)[:200])
+    error = map_response(response, platform=platform, api_error=graph_api_error, retry_hint=usage_retry_hint)
+    if error is not None:
+        raise error
+    return parse(decoded, post_id)
 
 
 def graph_api_error(response: ApiResponse) -> PlatformError | None:

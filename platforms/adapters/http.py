@@ -87,7 +87,21 @@ def _new_session() -> requests.Session:
     # One session serves every platform: a cookie one API sets must never ride along to another.
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    _read_environment_once(session)
     return session
+
+
+def _read_environment_once(session: requests.Session) -> None:
+    """requests reads the proxy and CA-bundle variables of the environment on every request: about 1 ms of
+    CPU per call, a sixth of a reconciliation. The CA bundle is read here once instead; only when proxies
+    are configured (their ``no_proxy`` exceptions are decided per URL) does requests keep reading it. A
+    ``.netrc`` is never consulted: every adapter sends its own credentials."""
+    from urllib.request import getproxies
+
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = bool(getproxies())
 
 
 def get_session() -> requests.Session:

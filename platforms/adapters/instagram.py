@@ -13,6 +13,8 @@ Mapping: views ← ``views``. Organic media insights report no link clicks (``pr
 ``website_clicks`` are account-level, not per post) and no conversions, so clicks and conversions are
 always None: the engine must treat Instagram clicks/conversions as unverifiable, not as zero.
 
+Batch form: several media in one Graph batch request (``graph.graph_batch``), billed per media.
+
 Credentials: ``access_token`` (Bearer header, see meta.py).
 """
 
@@ -21,10 +23,10 @@ from __future__ import annotations
 from typing import Any
 
 from platforms.adapters.base import PlatformAdapter, PlatformMetrics
-from platforms.adapters.graph import GRAPH_API_VERSION, graph_api_error, usage_retry_hint
+from platforms.adapters.graph import GRAPH_API_VERSION, MAX_BATCH, graph_api_error, graph_batch, usage_retry_hint
 from platforms.adapters.graph import PRODUCTION_BASE_URL as PRODUCTION_BASE_URL
 from platforms.adapters.http import call_api, endpoint, require_credential, to_count, unexpected_shape
-from platforms.errors import NotFound
+from platforms.errors import NotFound, PlatformError
 
 #: ``reach`` and ``total_interactions`` are not mapped; they are kept in ``raw`` for investigators.
 METRICS = ("views", "reach", "total_interactions")
@@ -33,27 +35,50 @@ METRICS = ("views", "reach", "total_interactions")
 class InstagramAdapter(PlatformAdapter):
     slug = "instagram"
 
-    def fetch_metrics(self, post_id: str) -> PlatformMetrics:
+    max_batch = MAX_BATCH
+    bills_per_item = True
+
+    def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]:
         token = require_credential(self.config, "access_token", self.slug)
+        params = {"metric": ",".join(METRICS)}
+        wanted = list(dict.fromkeys(post_ids))
+        if len(wanted) > 1:
+            return graph_batch(
+                self.config,
+                platform=self.slug,
+                token=token,
+                edge="insights",
+                params=params,
+                post_ids=wanted,
+                parse=_metrics,
+            )
+        post_id = wanted[0]
         body = call_api(
             self.config,
             "GET",
             endpoint(self.config, GRAPH_API_VERSION, post_id, "insights"),
             platform=self.slug,
-            params={"metric": ",".join(METRICS)},
+            params=params,
             headers={"Authorization": f"Bearer {token}"},
             api_error=graph_api_error,
             retry_hint=usage_retry_hint,
         )
-        with unexpected_shape(self.slug):
-            entries: list[dict[str, Any]] = body["data"]
-            if not entries:
-                # The media exists (an unknown id is error 100/33) but has no insights yet.
-                raise NotFound(f"instagram: no insights rows for media {post_id!r} (yet)")
-            by_name = {entry["name"]: entry for entry in entries}
-            views_entry = by_name.get("views")
-            views = None
-            if views_entry is not None and views_entry.get("values"):
-                # Lifetime metrics carry exactly one value.
-                views = to_count(views_entry["values"][0].get("value"), "views")
-            return PlatformMetrics(views=views, clicks=None, conversions=None, raw=body)
+        try:
+            return {post_id: _metrics(body, post_id)}
+        except NotFound as exc:
+            return {post_id: exc}
+
+
+def _metrics(body: Any, post_id: str) -> PlatformMetrics:
+    with unexpected_shape("instagram"):
+        entries: list[dict[str, Any]] = body["data"]
+        if not entries:
+            # The media exists (an unknown id is error 100/33) but has no insights yet.
+            raise NotFound(f"instagram: no insights rows for media {post_id!r} (yet)")
+        by_name = {entry["name"]: entry for entry in entries}
+        views_entry = by_name.get("views")
+        views = None
+        if views_entry is not None and views_entry.get("values"):
+            # Lifetime metrics carry exactly one value.
+            views = to_count(views_entry["values"][0].get("value"), "views")
+        return PlatformMetrics(views=views, clicks=None, conversions=None, raw=body)

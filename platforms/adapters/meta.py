@@ -15,6 +15,8 @@ claimed URL as that id (an affiliate's boosted post is reported under its ad). M
 views ← ``impressions``, clicks ← ``clicks`` (all clicks; ``inline_link_clicks`` would be link clicks
 only), conversions ← the first of :data:`CONVERSION_ACTION_TYPES` present in ``actions``.
 
+Batch form: several ads in one Graph batch request (``graph.graph_batch``), billed per ad.
+
 Credentials: ``access_token`` (sent as a Bearer header, which Graph accepts like the ``access_token``
 query parameter, so the token never lands in a logged URL).
 """
@@ -24,10 +26,10 @@ from __future__ import annotations
 from typing import Any
 
 from platforms.adapters.base import PlatformAdapter, PlatformMetrics
-from platforms.adapters.graph import GRAPH_API_VERSION, graph_api_error, usage_retry_hint
+from platforms.adapters.graph import GRAPH_API_VERSION, MAX_BATCH, graph_api_error, graph_batch, usage_retry_hint
 from platforms.adapters.graph import PRODUCTION_BASE_URL as PRODUCTION_BASE_URL
 from platforms.adapters.http import call_api, endpoint, require_credential, to_count, unexpected_shape
-from platforms.errors import NotFound
+from platforms.errors import NotFound, PlatformError
 
 FIELDS = ("impressions", "clicks", "actions")
 #: Most specific first. ``purchase`` and ``omni_purchase`` aggregate the pixel event with app/offline
@@ -38,35 +40,58 @@ CONVERSION_ACTION_TYPES = ("offsite_conversion.fb_pixel_purchase", "purchase", "
 class MetaAdapter(PlatformAdapter):
     slug = "meta"
 
-    def fetch_metrics(self, post_id: str) -> PlatformMetrics:
+    max_batch = MAX_BATCH
+    bills_per_item = True
+
+    def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]:
         token = require_credential(self.config, "access_token", self.slug)
+        params = {"fields": ",".join(FIELDS), "date_preset": "maximum"}
+        wanted = list(dict.fromkeys(post_ids))
+        if len(wanted) > 1:
+            return graph_batch(
+                self.config,
+                platform=self.slug,
+                token=token,
+                edge="insights",
+                params=params,
+                post_ids=wanted,
+                parse=_metrics,
+            )
+        post_id = wanted[0]
         body = call_api(
             self.config,
             "GET",
             endpoint(self.config, GRAPH_API_VERSION, post_id, "insights"),
             platform=self.slug,
-            params={"fields": ",".join(FIELDS), "date_preset": "maximum"},
+            params=params,
             headers={"Authorization": f"Bearer {token}"},
             api_error=graph_api_error,
             retry_hint=usage_retry_hint,
         )
-        with unexpected_shape(self.slug):
-            rows: list[dict[str, Any]] = body["data"]
-            if not isinstance(rows, list):
-                raise TypeError("data is not a list")
-            if not rows:
-                # The ad exists (an unknown id is error 100/33) but Meta has no row for it: it has not
-                # delivered yet, or its insights lag behind (they can for hours). Zeros here would make
-                # every true claim a CRITICAL over-claim; "no data yet" is retried like a missing post.
-                raise NotFound(f"meta: no insights rows for ad {post_id!r} (yet)")
-            # Without time_increment or breakdowns the lifetime insights come back as a single row.
-            row = rows[0]
-            return PlatformMetrics(
-                views=to_count(row.get("impressions"), "impressions"),
-                clicks=to_count(row.get("clicks"), "clicks"),
-                conversions=_conversions(row.get("actions")),
-                raw=body,
-            )
+        try:
+            return {post_id: _metrics(body, post_id)}
+        except NotFound as exc:
+            return {post_id: exc}
+
+
+def _metrics(body: Any, post_id: str) -> PlatformMetrics:
+    with unexpected_shape("meta"):
+        rows: list[dict[str, Any]] = body["data"]
+        if not isinstance(rows, list):
+            raise TypeError("data is not a list")
+        if not rows:
+            # The ad exists (an unknown id is error 100/33) but Meta has no row for it: it has not
+            # delivered yet, or its insights lag behind (they can for hours). Zeros here would make
+            # every true claim a CRITICAL over-claim; "no data yet" is retried like a missing post.
+            raise NotFound(f"meta: no insights rows for ad {post_id!r} (yet)")
+        # Without time_increment or breakdowns the lifetime insights come back as a single row.
+        row = rows[0]
+        return PlatformMetrics(
+            views=to_count(row.get("impressions"), "impressions"),
+            clicks=to_count(row.get("clicks"), "clicks"),
+            conversions=_conversions(row.get("actions")),
+            raw=body,
+        )
 
 
 def _conversions(actions: Any) -> int | None:

@@ -20,6 +20,10 @@ The metrics are the ad's lifetime totals: the report has no all-time preset, so 
 (it was 365 days) leaves out the start of an older ad's life and turns a true claim into an over-claim.
 Mapping: views ← ``impressions``, clicks ← ``clicks``, conversions ← ``key_conversion_total_count``.
 
+Batch form: the filter ORs ad ids with ``,`` (``ad:id==<a>,ad:id==<b>``, the FIQL syntax the reports take),
+up to :data:`MAX_BATCH` ids; rows carry ``ad_id``, and an ad without a row is that ad's NotFound. One
+request counts once against Reddit's per-minute limit.
+
 Credentials: ``access_token``, ``ad_account_id``.
 """
 
@@ -41,20 +45,24 @@ from platforms.adapters.http import (
     unexpected_shape,
     utc_hour_ceiling,
 )
-from platforms.errors import NotFound
+from platforms.errors import NotFound, PlatformError
 
 PRODUCTION_BASE_URL = "https://ads-api.reddit.com"
 FIELDS = ("IMPRESSIONS", "CLICKS", "KEY_CONVERSION_TOTAL_COUNT")
 #: Stands for "all time": before Reddit's self-serve ads platform existed, so before any ad's first delivery.
 ALL_TIME_START = datetime(2015, 1, 1, tzinfo=UTC)
+MAX_BATCH = 100
 
 
 class RedditAdapter(PlatformAdapter):
     slug = "reddit"
 
-    def fetch_metrics(self, post_id: str) -> PlatformMetrics:
+    max_batch = MAX_BATCH
+
+    def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]:
         token = require_credential(self.config, "access_token", self.slug)
         account_id = require_credential(self.config, "ad_account_id", self.slug)
+        wanted = list(dict.fromkeys(post_ids))
         ends_at = utc_hour_ceiling()
         body = call_api(
             self.config,
@@ -65,7 +73,7 @@ class RedditAdapter(PlatformAdapter):
                 "data": {
                     "breakdowns": ["AD_ID"],
                     "fields": list(FIELDS),
-                    "filter": f"ad:id=={post_id}",
+                    "filter": ",".join(f"ad:id=={post_id}" for post_id in wanted),
                     "starts_at": isoformat_z(ALL_TIME_START),
                     "ends_at": isoformat_z(ends_at),
                     "time_zone_id": "GMT",
@@ -74,18 +82,26 @@ class RedditAdapter(PlatformAdapter):
             headers={"Authorization": f"Bearer {token}"},
             retry_hint=reddit_retry_hint,
         )
+        answers: dict[str, PlatformMetrics | PlatformError] = {}
         with unexpected_shape(self.slug):
-            rows: list[dict[str, Any]] = body["data"]["metrics"]
-            if not rows:
-                raise NotFound(f"reddit: no report row for ad {post_id!r}")
-            return PlatformMetrics(
-                views=sum_counts(to_count(r.get("impressions"), "impressions") for r in rows),
-                clicks=sum_counts(to_count(r.get("clicks"), "clicks") for r in rows),
-                conversions=sum_counts(
-                    to_count(r.get("key_conversion_total_count"), "key_conversion_total_count") for r in rows
-                ),
-                raw=body,
-            )
+            by_ad: dict[str, list[dict[str, Any]]] = {}
+            for row in body["data"]["metrics"]:
+                ad_id = str(row["ad_id"]) if len(wanted) > 1 else wanted[0]
+                by_ad.setdefault(ad_id, []).append(row)
+            for post_id in wanted:
+                rows = by_ad.get(post_id)
+                if not rows:
+                    answers[post_id] = NotFound(f"reddit: no report row for ad {post_id!r}")
+                    continue
+                answers[post_id] = PlatformMetrics(
+                    views=sum_counts(to_count(r.get("impressions"), "impressions") for r in rows),
+                    clicks=sum_counts(to_count(r.get("clicks"), "clicks") for r in rows),
+                    conversions=sum_counts(
+                        to_count(r.get("key_conversion_total_count"), "key_conversion_total_count") for r in rows
+                    ),
+                    raw=body if len(wanted) == 1 else {"data": {"metrics": rows}},
+                )
+        return answers
 
 
 def reddit_retry_hint(response: ApiResponse) -> float | None:

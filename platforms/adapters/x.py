@@ -25,6 +25,13 @@ of up to 90 days. One fetch:
                               "conversion_purchases": {"metric": [3], "order_quantity": [3], ...}}}]}],
         "request": {"params": {...}}}
 
+Batch form (up to :data:`MAX_JOB_ENTITIES` promoted tweets): step 1 is one lookup, ``GET
+/12/accounts/<account_id>/promoted_tweets?promoted_tweet_ids=<a>,<b>`` (an unknown id is left out of the
+list: that tweet's NotFound); the windows run from the earliest creation among them; a job is reused for
+every tweet in its ``entity_ids``, and the tweets no job covers get new jobs of up to 20 ``entity_ids``;
+each result file is downloaded once and holds a row per tweet. A tweet whose jobs are not all done is
+reported with every metric absent, the others are answered.
+
 The fetcher's quota token covers one fetch, that is, all of these calls (X limits the jobs per account
 by concurrency, not by rate). If a job is still running when the attempt ends, the lifetime totals are
 not known: every metric is reported absent (None), never a partial sum, so the verdict cannot be an
@@ -72,13 +79,15 @@ from platforms.adapters.http import (
     unexpected_shape,
     utc_hour_ceiling,
 )
-from platforms.errors import FetchError, NotFound
+from platforms.errors import FetchError, NotFound, PlatformError
 
 PRODUCTION_BASE_URL = "https://ads-api.x.com"
 API_VERSION = "12"
 METRIC_GROUPS = ("ENGAGEMENT", "BILLING", "WEB_CONVERSION")
 #: The longest window one asynchronous job accepts (non-segmented).
 MAX_JOB_WINDOW = timedelta(days=90)
+#: ``entity_ids`` one analytics job takes.
+MAX_JOB_ENTITIES = 20
 #: Where X serves job results; anything else is refused (besides the API's own origin, for the sandbox).
 RESULT_FILE_HOST = "ton.twimg.com"
 #: Job states that will never produce a file: such a job is not reused.
@@ -100,40 +109,72 @@ class _Job:
 
 class XAdapter(PlatformAdapter):
     slug = "x"
+    #: ``entity_ids`` per analytics job, X's limit.
+    max_batch = MAX_JOB_ENTITIES
 
-    def fetch_metrics(self, post_id: str) -> PlatformMetrics:
+    def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]:
         keys = {
             key: require_credential(self.config, key, self.slug)
             for key in ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "account_id")
         }
-        account = keys["account_id"]
-        created = self._created_at(keys, post_id)
-        windows = lifetime_windows(created, utc_hour_ceiling())
-        jobs_url = endpoint(self.config, API_VERSION, "stats", "jobs", "accounts", account)
+        wanted = list(dict.fromkeys(post_ids))
+        answers: dict[str, PlatformMetrics | PlatformError] = {}
+        created = self._created_at(keys, wanted)
+        for post_id in wanted:
+            if post_id not in created:
+                answers[post_id] = NotFound(f"x: promoted tweet {post_id!r} not found for this account")
+        alive = [post_id for post_id in wanted if post_id in created]
+        if not alive:
+            return answers
+        # One set of windows for the batch, from the earliest tweet's creation: a later tweet has nothing
+        # before its own creation, so its totals over the longer windows are the same.
+        windows = lifetime_windows(min(created[p] for p in alive), utc_hour_ceiling())
+        jobs_url = endpoint(self.config, API_VERSION, "stats", "jobs", "accounts", keys["account_id"])
 
-        existing = self._reusable_jobs(keys, jobs_url, post_id)
-        jobs: list[_Job] = []
+        existing = self._reusable_jobs(keys, jobs_url, alive)
+        covering: dict[tuple[str, str], dict[str, _Job]] = {}
         for start, end in windows:
-            job = existing.get((start, end))
-            if job is None:
-                job = self._create_job(keys, jobs_url, post_id, start, end)
-            jobs.append(job)
-        if not all(job.ready for job in jobs):
+            found = {post_id: job for post_id, job in existing.get((start, end), {}).items() if post_id in alive}
+            missing = [post_id for post_id in alive if post_id not in found]
+            for index in range(0, len(missing), MAX_JOB_ENTITIES):
+                chunk = missing[index : index + MAX_JOB_ENTITIES]
+                job = self._create_job(keys, jobs_url, chunk, start, end)
+                found.update(dict.fromkeys(chunk, job))
+            covering[(start, end)] = found
+        not_ready = sorted({job.id for found in covering.values() for job in found.values() if not job.ready})
+        if not_ready:
             # One more look: a job created a moment ago may already be done (small jobs are quick).
-            polled = self._poll(keys, jobs_url, [job.id for job in jobs if not job.ready])
-            jobs = [polled.get(job.id, job) for job in jobs]
-        pending = [job.id for job in jobs if not job.ready]
-        if pending:
-            # Without every window the total would be too low: report nothing rather than a partial sum.
-            return PlatformMetrics(
-                views=None,
-                clicks=None,
-                conversions=None,
-                raw={"pending_jobs": pending, "windows": len(windows), "created_at": isoformat_z(created)},
-            )
-        bodies = [self._result(job, post_id) for job in jobs]
+            polled = self._poll(keys, jobs_url, not_ready)
+            for found in covering.values():
+                for post_id, job in found.items():
+                    found[post_id] = polled.get(job.id, job)
+        results: dict[str, dict[str, Any]] = {}
+        for post_id in alive:
+            jobs = [covering[window][post_id] for window in windows]
+            pending = [job.id for job in jobs if not job.ready]
+            if pending:
+                # Without every window the total would be too low: report nothing rather than a partial sum.
+                answers[post_id] = PlatformMetrics(
+                    views=None,
+                    clicks=None,
+                    conversions=None,
+                    raw={"pending_jobs": pending, "windows": len(windows), "created_at": isoformat_z(created[post_id])},
+                )
+                continue
+            for job in jobs:
+                if job.id not in results:
+                    results[job.id] = self._result(job)
+            try:
+                answers[post_id] = self._metrics(post_id, created[post_id], jobs, results)
+            except NotFound as exc:
+                answers[post_id] = exc
+        return answers
+
+    def _metrics(
+        self, post_id: str, created: datetime, jobs: list[_Job], results: dict[str, dict[str, Any]]
+    ) -> PlatformMetrics:
         with unexpected_shape(self.slug):
-            entities = [e for body in bodies for e in body["data"] if e.get("id") == post_id]
+            entities = [e for job in jobs for e in results[job.id]["data"] if e.get("id") == post_id]
             if not entities:
                 raise NotFound(f"x: no stats rows for promoted tweet {post_id!r} (yet)")
             metrics = [segment["metrics"] for entity in entities for segment in entity["id_data"]]
@@ -155,32 +196,47 @@ class XAdapter(PlatformAdapter):
             self.config, method, url, platform=self.slug, params=params, auth=oauth1(keys), retry_hint=x_retry_hint
         )
 
-    def _created_at(self, keys: Mapping[str, str], post_id: str) -> datetime:
-        url = endpoint(self.config, API_VERSION, "accounts", keys["account_id"], "promoted_tweets", post_id)
-        body = self._signed(keys, "GET", url)
+    def _created_at(self, keys: Mapping[str, str], post_ids: list[str]) -> dict[str, datetime]:
+        """Each known promoted tweet's creation; an unknown one is absent (a single unknown id: X's 404)."""
+        account = keys["account_id"]
+        if len(post_ids) == 1:
+            url = endpoint(self.config, API_VERSION, "accounts", account, "promoted_tweets", post_ids[0])
+            try:
+                body = self._signed(keys, "GET", url)
+            except NotFound:
+                return {}
+            with unexpected_shape(self.slug):
+                return {post_ids[0]: _parse_time(body["data"]["created_at"])}
+        url = endpoint(self.config, API_VERSION, "accounts", account, "promoted_tweets")
+        body = self._signed(keys, "GET", url, {"promoted_tweet_ids": ",".join(post_ids)})
         with unexpected_shape(self.slug):
-            return _parse_time(body["data"]["created_at"])
+            return {str(item["id"]): _parse_time(item["created_at"]) for item in body["data"]}
 
-    def _reusable_jobs(self, keys: Mapping[str, str], jobs_url: str, post_id: str) -> dict[tuple[str, str], _Job]:
+    def _reusable_jobs(
+        self, keys: Mapping[str, str], jobs_url: str, post_ids: list[str]
+    ) -> dict[tuple[str, str], dict[str, _Job]]:
+        """Jobs an earlier attempt created, by window and by the tweets they cover."""
         body = self._signed(keys, "GET", jobs_url, {"count": "1000"})
-        found: dict[tuple[str, str], _Job] = {}
+        found: dict[tuple[str, str], dict[str, _Job]] = {}
         with unexpected_shape(self.slug):
             for data in body["data"]:
-                if not _same_request(data, post_id):
+                covered = [post_id for post_id in post_ids if _same_request(data, post_id)]
+                if not covered:
                     continue
                 job = _job(data)
                 if job.status in _DEAD_JOB_STATES:
                     continue
-                key = (job.start_time, job.end_time)
-                # Prefer a finished job; among equals the list's order (newest first) decides.
-                if key not in found or (job.ready and not found[key].ready):
-                    found[key] = job
+                by_post = found.setdefault((job.start_time, job.end_time), {})
+                for post_id in covered:
+                    # Prefer a finished job; among equals the list's order (newest first) decides.
+                    if post_id not in by_post or (job.ready and not by_post[post_id].ready):
+                        by_post[post_id] = job
         return found
 
-    def _create_job(self, keys: Mapping[str, str], jobs_url: str, post_id: str, start: str, end: str) -> _Job:
+    def _create_job(self, keys: Mapping[str, str], jobs_url: str, post_ids: list[str], start: str, end: str) -> _Job:
         params = {
             "entity": "PROMOTED_TWEET",
-            "entity_ids": post_id,
+            "entity_ids": ",".join(post_ids),
             "start_time": start,
             "end_time": end,
             "granularity": "TOTAL",
@@ -196,7 +252,7 @@ class XAdapter(PlatformAdapter):
         with unexpected_shape(self.slug):
             return {job.id: job for job in map(_job, body["data"])}
 
-    def _result(self, job: _Job, post_id: str) -> dict[str, Any]:
+    def _result(self, job: _Job) -> dict[str, Any]:
         assert job.url is not None
         if not self._trusted_file_url(job.url):
             raise FetchError(f"x: job {job.id} result is at an unexpected host; not downloaded")
@@ -240,7 +296,7 @@ def _parse_time(value: Any) -> datetime:
 def _same_request(data: Mapping[str, Any], post_id: str) -> bool:
     return (
         data.get("entity") == "PROMOTED_TWEET"
-        and list(data.get("entity_ids") or []) == [post_id]
+        and post_id in list(data.get("entity_ids") or [])
         and data.get("granularity") == "TOTAL"
         and data.get("placement") == "ALL_ON_TWITTER"
         and data.get("segmentation_type") is None

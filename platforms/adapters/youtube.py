@@ -13,7 +13,9 @@ through a manager account) and a GAQL query
 
 int64 metrics are JSON strings, ``conversions`` is a double (fractional under data-driven attribution;
 rounded to the nearest whole conversion). No row for the video: no ``results`` key at all, reported
-as NotFound. Quota errors are ``RESOURCE_EXHAUSTED`` (HTTP 429) with the wait in
+as NotFound. Batch form: ``WHERE video.id IN ('<id>', '<id>', ...)`` (up to :data:`MAX_BATCH` ids), one
+search request billed as one operation; the rows carry ``video.id``, and an id without a row is that
+video's NotFound. Quota errors are ``RESOURCE_EXHAUSTED`` (HTTP 429) with the wait in
 ``details[].errors[].details.quotaErrorDetails.retryDelay`` (e.g. ``"30s"``), not in Retry-After.
 ``video.id`` is the YouTube video id we parse from the URL, so no id translation is needed here.
 Mapping: views ← ``videoViews``, clicks ← ``clicks``, conversions ← ``conversions``.
@@ -45,14 +47,24 @@ API_VERSION = "v18"
 #: The id is interpolated into GAQL; anything outside YouTube's alphabet could change the query.
 _VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)s\s*")
+#: Ids per GAQL ``IN`` list: far below the query's length limit, and one page of results.
+MAX_BATCH = 100
 
 
 class YouTubeAdapter(PlatformAdapter):
     slug = "youtube"
 
-    def fetch_metrics(self, post_id: str) -> PlatformMetrics:
-        if not _VIDEO_ID.fullmatch(post_id):
-            raise NotFound(f"youtube: {post_id!r} is not a YouTube video id")
+    max_batch = MAX_BATCH
+
+    def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]:
+        answers: dict[str, PlatformMetrics | PlatformError] = {
+            post_id: NotFound(f"youtube: {post_id!r} is not a YouTube video id")
+            for post_id in post_ids
+            if not _VIDEO_ID.fullmatch(post_id)
+        }
+        wanted = [post_id for post_id in dict.fromkeys(post_ids) if post_id not in answers]
+        if not wanted:
+            return answers
         developer_token = require_credential(self.config, "developer_token", self.slug)
         token = require_credential(self.config, "access_token", self.slug)
         customer_id = require_credential(self.config, "customer_id", self.slug).replace("-", "")
@@ -60,10 +72,14 @@ class YouTubeAdapter(PlatformAdapter):
         login_customer_id = self.config.credentials.get("login_customer_id")
         if login_customer_id:
             headers["login-customer-id"] = login_customer_id.replace("-", "")
-        query = (
-            "SELECT video.id, metrics.video_views, metrics.clicks, metrics.conversions "
-            f"FROM video WHERE video.id = '{post_id}'"
+        # Ids are checked against YouTube's alphabet above, so quoting them cannot change the query.
+        condition = (
+            f"video.id = '{wanted[0]}'"
+            if len(wanted) == 1
+            else "video.id IN (" + ", ".join(f"'{post_id}'" for post_id in wanted) + ")"
         )
+        fields = "video.id, metrics.video_views, metrics.clicks, metrics.conversions"
+        query = f"SELECT {fields} FROM video WHERE {condition}"
         body = call_api(
             self.config,
             "POST",
@@ -75,17 +91,30 @@ class YouTubeAdapter(PlatformAdapter):
             retry_hint=google_retry_hint,
         )
         with unexpected_shape(self.slug):
-            rows: list[dict[str, Any]] = body.get("results") or []
-            if not rows:
-                raise NotFound(f"youtube: no Google Ads row for video {post_id!r}")
-            # A video used by several ads may come back as several rows: the video's totals are the sum.
-            metrics = [row.get("metrics") or {} for row in rows]
-            return PlatformMetrics(
-                views=sum_counts(to_count(m.get("videoViews"), "videoViews") for m in metrics),
-                clicks=sum_counts(to_count(m.get("clicks"), "clicks") for m in metrics),
-                conversions=sum_counts(to_count(m.get("conversions"), "conversions") for m in metrics),
-                raw=body,
-            )
+            by_video: dict[str, list[dict[str, Any]]] = {}
+            for row in body.get("results") or []:
+                # One id asked: every row is that video's, whether or not it repeats the id.
+                video_id = _video_of(row) if len(wanted) > 1 else wanted[0]
+                by_video.setdefault(str(video_id), []).append(row)
+            for post_id in wanted:
+                # A video used by several ads may come back as several rows: the video's totals are the sum.
+                rows = by_video.get(post_id)
+                if not rows:
+                    answers[post_id] = NotFound(f"youtube: no Google Ads row for video {post_id!r}")
+                    continue
+                metrics = [row.get("metrics") or {} for row in rows]
+                answers[post_id] = PlatformMetrics(
+                    views=sum_counts(to_count(m.get("videoViews"), "videoViews") for m in metrics),
+                    clicks=sum_counts(to_count(m.get("clicks"), "clicks") for m in metrics),
+                    conversions=sum_counts(to_count(m.get("conversions"), "conversions") for m in metrics),
+                    raw=body if len(wanted) == 1 else {"results": rows},
+                )
+        return answers
+
+
+def _video_of(row: dict[str, Any]) -> str:
+    video = row.get("video") or {}
+    return str(video["id"])
 
 
 def google_ads_error(response: ApiResponse) -> PlatformError | None:

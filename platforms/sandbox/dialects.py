@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any, ClassVar
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from platforms.sandbox.state import PostState, SandboxState
 
@@ -114,6 +114,14 @@ ACCOUNT = object()
 _WHOLE_LIFETIME = (-math.inf, math.inf)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Returned by :meth:`Dialect.route` for a request about several posts (the platform's batch form); the
+    server looks each post up and answers with :meth:`Dialect.batch`."""
+
+    post_ids: tuple[str, ...]
+
+
 def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -147,6 +155,26 @@ class Dialect:
 
     def account_call(self, request: ApiRequest, state: SandboxState) -> Reply:
         """Answer a call :meth:`route` marked :data:`ACCOUNT`; only platforms with such calls override it."""
+        raise NotImplementedError
+
+    def route_batch(self, request: ApiRequest) -> Batch | Reply | None:
+        """For APIs whose batch form is a request of its own (Graph's batch requests): its posts, or None when
+        ``request`` is not one. Report-shaped APIs return their :class:`Batch` from :meth:`route`."""
+        return None
+
+    def batch(self, request: ApiRequest, posts: Mapping[str, PostState], state: SandboxState) -> Reply:
+        """Answer a :class:`Batch` request. Report-shaped APIs list a row per known post with data and leave
+        the others out; they only say where the rows live (:meth:`_rows`, :meth:`_with_rows`)."""
+        rows: list[Any] = []
+        for post_id, post in posts.items():
+            if post.exists and not post.empty:
+                rows.extend(self._rows(self.success(request, post_id, post, state).body))
+        return self._with_rows(request, rows)
+
+    def _rows(self, body: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def _with_rows(self, request: ApiRequest, rows: list[Any]) -> Reply:
         raise NotImplementedError
 
     def throttled(self, retry_after: float) -> Reply:
@@ -254,6 +282,76 @@ class _GraphDialect(Dialect):
             return None
         match = self._PATH.match(request.path)
         return unquote(match.group("id")) if match else None
+
+    _BATCH_PATH = re.compile(r"^/(?P<version>v\d+\.\d+)/?$")
+    #: The Graph API's limit on sub-requests per batch.
+    MAX_BATCH = 50
+
+    def _sub_requests(self, request: ApiRequest) -> list[ApiRequest] | Reply:
+        """The GET sub-requests of a batch request (``POST /<version>/`` with ``batch=[...]``)."""
+        version = self._BATCH_PATH.match(request.path)
+        assert version is not None
+        try:
+            batch = (request.json() or {})["batch"]
+            if isinstance(batch, str):  # form-encoded callers send the list as JSON text
+                batch = json.loads(batch)
+            if not isinstance(batch, list) or not batch:
+                raise ValueError("batch must be a non-empty list")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return self._graph_error(400, 100, "(#100) The parameter batch is required and must be a JSON list")
+        if len(batch) > self.MAX_BATCH:
+            return self._graph_error(400, 1, f"(#1) Batch requests cannot exceed {self.MAX_BATCH} requests")
+        subs = []
+        for item in batch:
+            if not isinstance(item, dict) or str(item.get("method", "GET")).upper() != "GET":
+                return self._graph_error(400, 100, "(#100) This sandbox answers GET sub-requests only")
+            relative = str(item.get("relative_url", "")).lstrip("/")
+            path, _, query = relative.partition("?")
+            subs.append(
+                ApiRequest(
+                    method="GET",
+                    path=f"/{version.group('version')}/{path}",
+                    query=parse_qs(query, keep_blank_values=True),
+                    headers=request.headers,
+                    body=b"",
+                )
+            )
+        return subs
+
+    def route_batch(self, request: ApiRequest) -> Batch | Reply | None:
+        """A batch request's post ids; None when ``request`` is not a batch request."""
+        if request.method != "POST" or not self._BATCH_PATH.match(request.path):
+            return None
+        subs = self._sub_requests(request)
+        if isinstance(subs, Reply):
+            return subs
+        ids = []
+        for sub in subs:
+            routed = self.route(sub)
+            ids.append(routed if isinstance(routed, str) else "")
+        return Batch(tuple(ids))
+
+    def batch(self, request: ApiRequest, posts: Mapping[str, PostState], state: SandboxState) -> Reply:
+        # Every sub-request is answered as a call of its own, in order: {"code", "headers", "body": JSON text}.
+        subs = self._sub_requests(request)
+        assert isinstance(subs, list)
+        answers = []
+        for sub in subs:
+            routed = self.route(sub)
+            if isinstance(routed, Reply):
+                reply = routed
+            else:
+                assert isinstance(routed, str)
+                post = posts[routed]
+                if not post.exists:
+                    reply = self.not_found(sub, routed)
+                elif post.empty:
+                    reply = self.empty(sub, routed, post, state)
+                else:
+                    reply = self.success(sub, routed, post, state)
+            headers = [{"name": k, "value": v} for k, v in reply.headers.items()]
+            answers.append({"code": reply.status, "headers": headers, "body": json.dumps(reply.body)})
+        return Reply(200, answers, self._usage_headers(pct=len(answers)))
 
     def _unsupported(self, request: ApiRequest) -> Reply:
         return self._graph_error(
@@ -443,6 +541,7 @@ class InstagramDialect(_GraphDialect):
 
 class TikTokDialect(Dialect):
     slug = "tiktok"
+    MAX_IDS = 100
     _PATH = re.compile(r"^/open_api/v1\.3/report/integrated/get/?$")
     METRICS = frozenset({"video_play_actions", "impressions", "clicks", "conversion", "spend", "reach", "ctr"})
 
@@ -469,7 +568,7 @@ class TikTokDialect(Dialect):
         except ValueError:
             raise ValueError(f"{name}: Not a valid JSON.") from None
 
-    def route(self, request: ApiRequest) -> str | Reply:
+    def route(self, request: ApiRequest) -> str | Reply | Batch:
         if request.method != "GET" or not self._PATH.match(request.path):
             return self._envelope(404 if request.method == "GET" else 405, 40002, "Unsupported API path or method.")
         try:
@@ -487,8 +586,12 @@ class TikTokDialect(Dialect):
                 if item.get("field_name") == "ad_ids":
                     value = item.get("filter_value")
                     ids = json.loads(value) if isinstance(value, str) else value
-                    if ids:
+                    if len(ids or []) > self.MAX_IDS:
+                        raise ValueError(f"filtering: ad_ids takes at most {self.MAX_IDS} ids.")
+                    if ids and len(ids) == 1:
                         return str(ids[0])
+                    if ids:
+                        return Batch(tuple(str(i) for i in ids))
             raise ValueError("filtering: ad_ids filter is required.")
         except (ValueError, TypeError, AttributeError) as exc:
             return self._envelope(200, 40002, str(exc))
@@ -498,6 +601,12 @@ class TikTokDialect(Dialect):
             "list": rows,
             "page_info": {"page": 1, "page_size": 10, "total_number": len(rows), "total_page": 1 if rows else 0},
         }
+
+    def _rows(self, body: Any) -> list[Any]:
+        return list(body["data"]["list"])
+
+    def _with_rows(self, request: ApiRequest, rows: list[Any]) -> Reply:
+        return self._envelope(200, 0, "OK", self._page(rows))
 
     def _window(self, request: ApiRequest) -> tuple[float, float]:
         """``query_lifetime=true``: the ad's lifetime; otherwise ``start_date``..``end_date`` (whole days)."""
@@ -549,7 +658,9 @@ class TikTokDialect(Dialect):
 class RedditDialect(Dialect):
     slug = "reddit"
     _PATH = re.compile(r"^/api/v3/ad_accounts/(?P<account>[^/]+)/reports/?$")
-    _FILTER = re.compile(r"^ad:id==(?P<id>[^,\s]+)$")
+    _FILTER = re.compile(r"^ad:id==(?P<id>[^,\s]+)(?:,ad:id==[^,\s]+)*$")
+    _FILTER_ID = re.compile(r"ad:id==([^,\s]+)")
+    MAX_IDS = 100
     FIELDS = frozenset(
         {
             "IMPRESSIONS",
@@ -576,7 +687,7 @@ class RedditDialect(Dialect):
         reply.headers["WWW-Authenticate"] = 'Bearer realm="reddit", error="invalid_token"'
         return reply
 
-    def route(self, request: ApiRequest) -> str | Reply:
+    def route(self, request: ApiRequest) -> str | Reply | Batch:
         if request.method != "POST" or not self._PATH.match(request.path):
             return self._error(405 if self._PATH.match(request.path) else 404, "Not Found")
         try:
@@ -589,10 +700,13 @@ class RedditDialect(Dialect):
                 return self._error(400, "breakdowns must include AD_ID to filter by ad")
             for key in ("starts_at", "ends_at"):
                 datetime.fromisoformat(spec[key].replace("Z", "+00:00"))
-            match = self._FILTER.match(spec.get("filter", ""))
-            if match is None:
+            expression = spec.get("filter", "")
+            if self._FILTER.match(expression) is None:
                 return self._error(400, "Invalid filter expression", {"fields": ["filter"]})
-            return match.group("id")
+            ids = self._FILTER_ID.findall(expression)
+            if len(ids) > self.MAX_IDS:
+                return self._error(400, f"A filter takes at most {self.MAX_IDS} ids", {"fields": ["filter"]})
+            return ids[0] if len(ids) == 1 else Batch(tuple(ids))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return self._error(400, f"Invalid request body: {exc}")
 
@@ -606,6 +720,12 @@ class RedditDialect(Dialect):
     def _body(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         updated = datetime.now(UTC).replace(minute=0, second=0, microsecond=0).isoformat().replace("+00:00", "Z")
         return {"data": {"metrics": rows, "metrics_updated_at": updated}, "pagination": {"next_url": None}}
+
+    def _rows(self, body: Any) -> list[Any]:
+        return list(body["data"]["metrics"])
+
+    def _with_rows(self, request: ApiRequest, rows: list[Any]) -> Reply:
+        return Reply(200, self._body(rows), self._headers())
 
     def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
         return Reply(200, self._body([]), self._headers())
@@ -663,6 +783,10 @@ class XDialect(Dialect):
     _PATH = re.compile(r"^/12/stats/accounts/(?P<account>[^/]+)/?$")
     _JOBS = re.compile(r"^/12/stats/jobs/accounts/(?P<account>[^/]+)/?$")
     _ENTITY = re.compile(r"^/12/accounts/(?P<account>[^/]+)/promoted_tweets/(?P<id>[^/]+)/?$")
+    _ENTITIES = re.compile(r"^/12/accounts/(?P<account>[^/]+)/promoted_tweets/?$")
+    #: ``entity_ids`` per analytics job, and ``promoted_tweet_ids`` per lookup, as X limits them.
+    MAX_JOB_ENTITIES = 20
+    MAX_LOOKUP_IDS = 200
     _FILE = re.compile(r"^/ton/advertiser-api-async-analytics/stats_job_(?P<job>\d+)\.json\.gz$")
     _OAUTH_PARAM = re.compile(r'(\w+)="([^"]*)"')
     REQUIRED = ("entity", "entity_ids", "start_time", "end_time", "granularity", "placement", "metric_groups")
@@ -696,6 +820,16 @@ class XDialect(Dialect):
         path = request.path
         if request.method == "GET" and (match := self._ENTITY.match(path)):
             return unquote(match.group("id"))
+        if request.method == "GET" and self._ENTITIES.match(path):
+            ids = [i for i in (request.param("promoted_tweet_ids") or "").split(",") if i]
+            if not ids or len(ids) > self.MAX_LOOKUP_IDS:
+                return self._error(
+                    400,
+                    "INVALID_PARAMETER",
+                    f"promoted_tweet_ids takes 1 to {self.MAX_LOOKUP_IDS} ids",
+                    parameter="promoted_tweet_ids",
+                )
+            return Batch(tuple(ids))
         if request.method == "GET" and (self._FILE.match(path) or self._JOBS.match(path)):
             return ACCOUNT
         if request.method == "POST" and self._JOBS.match(path):
@@ -704,7 +838,7 @@ class XDialect(Dialect):
             return self._stats_request(request, self.SYNC_MAX_DAYS)
         return self._error(404, "ROUTE_NOT_FOUND", "Sorry, that page does not exist")
 
-    def _stats_request(self, request: ApiRequest, max_days: int) -> str | Reply:
+    def _stats_request(self, request: ApiRequest, max_days: int) -> str | Reply | Batch:
         for name in self.REQUIRED:
             if not request.param(name):
                 return self._error(400, "MISSING_PARAMETER", f'"{name}" is a required parameter', parameter=name)
@@ -728,7 +862,31 @@ class XDialect(Dialect):
                 f"Time range must be positive and at most {max_days} days",
                 parameter="end_time",
             )
-        return (request.param("entity_ids") or "").split(",")[0]
+        ids = [i for i in (request.param("entity_ids") or "").split(",") if i]
+        if len(ids) > self.MAX_JOB_ENTITIES:
+            return self._error(
+                400, "INVALID_PARAMETER", f"At most {self.MAX_JOB_ENTITIES} entity_ids", parameter="entity_ids"
+            )
+        return ids[0] if len(ids) == 1 else Batch(tuple(ids))
+
+    def batch(self, request: ApiRequest, posts: Mapping[str, PostState], state: SandboxState) -> Reply:
+        if self._ENTITIES.match(request.path):
+            # The promoted tweets X knows, in one list; unknown ids are simply not in it.
+            found = [self._promoted_tweet(i, p)["data"] for i, p in posts.items() if p.exists]
+            return Reply(200, {"request": {"params": {}}, "next_cursor": None, "data": found}, self._headers())
+        params = self._params(request)
+        if request.method == "POST":
+            job = state.create_job(self.slug, next(iter(posts)), params)
+            return Reply(
+                200,
+                {"request": {"params": self._echo(params)}, "data": self._job_json(request, state, job)},
+                {"x-concurrent-job-limit": "100", "x-concurrent-job-limit-remaining": "99"},
+            )
+        body = self._stats(params, "", replace(next(iter(posts.values())), empty=True))
+        for post_id, post in posts.items():
+            if post.exists:
+                body["data"] += self._stats(params, post_id, post)["data"]
+        return Reply(200, body, self._headers())
 
     @staticmethod
     def _params(request: ApiRequest) -> dict[str, str]:
@@ -886,12 +1044,19 @@ class XDialect(Dialect):
             if not jobs or not state.job_done(jobs[0]):
                 return Reply(404, {"error": "no such file"})
             job = jobs[0]
-            post = state.post(self.slug, job.post_id)
-            if not post.exists:
-                post = replace(post, empty=True)
-            if state.fault(self.slug).partial:
-                post = replace(post, metrics=post.metrics.without("clicks", "conversions"))
-            body = self._stats(job.params, job.post_id, post)
+            entity_ids = [i for i in str(job.params.get("entity_ids") or job.post_id).split(",") if i]
+            body = None
+            for entity_id in entity_ids:
+                post = state.post(self.slug, entity_id)
+                if not post.exists:
+                    post = replace(post, empty=True)
+                if state.fault(self.slug).partial:
+                    post = replace(post, metrics=post.metrics.without("clicks", "conversions"))
+                stats = self._stats(job.params, entity_id, post)
+                if body is None:
+                    body = stats
+                else:
+                    body["data"] += stats["data"]
             return Reply(200, content=gzip.compress(json.dumps(body).encode()), content_type="application/octet-stream")
         wanted = {int(i) for i in (request.param("job_ids") or "").split(",") if i.strip().isdigit()}
         jobs = state.jobs(self.slug, wanted or None)
@@ -925,7 +1090,8 @@ class YouTubeDialect(Dialect):
     slug = "youtube"
     _PATH = re.compile(r"^/v\d+/customers/(?P<customer>[^/]+)/googleAds:search$")
     _QUERY = re.compile(
-        r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<resource>\w+)\s+WHERE\s+video\.id\s*=\s*'(?P<id>[^']*)'\s*$",
+        r"^\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<resource>\w+)\s+WHERE\s+video\.id\s*"
+        r"(?:=\s*'(?P<id>[^']*)'|IN\s*\((?P<ids>\s*'[^']*'(?:\s*,\s*'[^']*')*\s*)\))\s*$",
         re.IGNORECASE | re.DOTALL,
     )
     #: GAQL field → JSON path; int64 metrics are strings in JSON, doubles are numbers.
@@ -985,7 +1151,7 @@ class YouTubeDialect(Dialect):
             )
         return None
 
-    def _parse(self, request: ApiRequest) -> tuple[list[str], str, str]:
+    def _parse(self, request: ApiRequest) -> tuple[list[str], str, str | list[str]]:
         query = (request.json() or {}).get("query", "")
         match = self._QUERY.match(query)
         if match is None:
@@ -996,15 +1162,18 @@ class YouTubeDialect(Dialect):
         for name in fields:
             if name not in self.FIELDS:
                 raise ValueError(f"Unrecognized field in the query: '{name}'.")
+        if match.group("ids") is not None:
+            return fields, match.group("resource"), re.findall(r"'([^']*)'", match.group("ids"))
         return fields, match.group("resource"), match.group("id")
 
-    def route(self, request: ApiRequest) -> str | Reply:
+    def route(self, request: ApiRequest) -> str | Reply | Batch:
         if request.method != "POST" or not self._PATH.match(request.path):
             return self._error(404, "The requested URL was not found on this server.")
         try:
-            return self._parse(request)[2]
+            ids = self._parse(request)[2]
         except (ValueError, AttributeError) as exc:
             return self._error(400, str(exc), error_code={"queryError": "UNRECOGNIZED_FIELD"})
+        return ids if isinstance(ids, str) else Batch(tuple(ids))
 
     def empty(self, request: ApiRequest, post_id: str, post: PostState, state: SandboxState) -> Reply:
         return self.not_found(request, post_id)
@@ -1035,6 +1204,19 @@ class YouTubeDialect(Dialect):
             "requestId": uuid.uuid4().hex[:22],
             "queryResourceConsumption": "200",
         }
+        return Reply(200, body)
+
+    def _rows(self, body: Any) -> list[Any]:
+        return list(body["results"])
+
+    def _with_rows(self, request: ApiRequest, rows: list[Any]) -> Reply:
+        fields, _, _ = self._parse(request)
+        body: dict[str, Any] = {
+            "fieldMask": ",".join(self.FIELDS[f] for f in fields),
+            "requestId": uuid.uuid4().hex[:22],
+        }
+        if rows:  # no row at all: the ``results`` key is absent, as for a single video
+            body["results"] = rows
         return Reply(200, body)
 
     def not_found(self, request: ApiRequest, post_id: str) -> Reply:

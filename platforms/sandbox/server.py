@@ -48,7 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from platforms.sandbox.client import SandboxClient
-from platforms.sandbox.dialects import ACCOUNT, DIALECTS, ApiRequest, Dialect, Reply
+from platforms.sandbox.dialects import ACCOUNT, DIALECTS, ApiRequest, Batch, Dialect, Reply
 from platforms.sandbox.state import Fault, SandboxState
 
 __all__ = ["SandboxServer", "SandboxClient", "SandboxApp", "main"]
@@ -95,7 +95,9 @@ class SandboxApp:
         refusal = dialect.authenticate(request)
         if refusal is not None:
             return refusal, False
-        routed = dialect.route(request)
+        routed: object = dialect.route_batch(request)
+        if routed is None:
+            routed = dialect.route(request)
         if isinstance(routed, Reply):
             return routed, False
         if fault.status is not None:
@@ -109,6 +111,14 @@ class SandboxApp:
             return dialect.error(500), False
         if routed is ACCOUNT:
             return dialect.account_call(request, self.state), fault.malformed
+        if isinstance(routed, Batch):
+            posts = {}
+            for post_id in routed.post_ids:
+                post = self.state.post(dialect.slug, post_id)
+                posts[post_id] = (
+                    replace(post, metrics=post.metrics.without("clicks", "conversions")) if fault.partial else post
+                )
+            return dialect.batch(request, posts, self.state), fault.malformed
         assert isinstance(routed, str)
         post = self.state.post(dialect.slug, routed)
         if not post.exists:

@@ -31,13 +31,13 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
 from alerts.models import Alert
@@ -102,6 +102,9 @@ class ClaimedAttempt:
     #: Set when the campaign's stored ``rule_overrides`` do not validate: the claim went ahead on the global
     #: rules so that the attempt can fail *recorded* (raised before the fetch) instead of looping.
     setup_error: Exception | None = None
+    campaign_id: int | None = None
+    #: The campaign's canary (``Campaign.shadow_rule_overrides``) as read with the claim; empty: no canary.
+    shadow_rule_overrides: dict[str, Any] | None = None
 
     @property
     def quota_rps(self) -> float | None:
@@ -185,7 +188,139 @@ def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> Clai
             previous_status=row["status"],
             is_recheck=is_recheck,
             setup_error=setup_error,
+            campaign_id=row["campaign_id"],
+            shadow_rule_overrides=row["shadow_rule_overrides"],
         )
+
+
+def attempts_claim(*, report_ids: Sequence[int], now: dt.datetime, worker: str = "") -> list[ClaimedAttempt]:
+    """Claim the next attempt of each of these reports that is claimable now; the others are left alone.
+
+    One short transaction for the whole batch: the log rows are locked with ``SKIP LOCKED`` (a row another
+    worker holds is being claimed or applied there: not ours), each row is checked exactly as
+    :func:`attempt_claim` checks it, and every claimed report gets its own attempt row and lease. Three
+    statements for any number of reports (lock, insert the attempts, set the leases), plus a few for a
+    report whose previous attempt was abandoned.
+    """
+    if not report_ids:
+        return []
+    from django.db import connection
+
+    worker = worker[:200]
+    with transaction.atomic():
+        rows = locked_reads.CLAIM.fetch_many(list(dict.fromkeys(report_ids)), skip_locked=True)
+        chosen: list[tuple[dict[str, Any], RuleSet, Exception | None, int, dt.datetime, bool]] = []
+        for row in rows:
+            if row["terminal"] or row["next_attempt_at"] is None or row["next_attempt_at"] > now:
+                continue
+            if row["lease_until"] is not None and row["lease_until"] > now:
+                continue
+            setup_error: Exception | None = None
+            try:
+                ruleset = campaign_ruleset(row["rule_overrides"])
+            except RuleOverrideError as exc:  # fail recorded, not in a loop (as attempt_claim)
+                ruleset, setup_error = campaign_ruleset(None), exc
+            is_recheck = row["status"] in rules.CONCLUSIVE_STATUSES
+            if row["lease_until"] is not None:
+                ReconciliationAttempt.objects.filter(report_id=row["report_id"], outcome=Outcome.RUNNING).update(
+                    outcome=Outcome.DISCARDED, finished_at=now
+                )
+                if not is_recheck and _abandoned_attempt_ends_it(
+                    row, report_id=row["report_id"], ruleset=ruleset, now=now
+                ):
+                    continue
+            lease_until = now + dt.timedelta(seconds=ruleset.retry.lease_seconds)
+            chosen.append((row, ruleset, setup_error, row["attempt_count"] + 1, lease_until, is_recheck))
+        if not chosen:
+            return []
+        lease_field = _column(ReconciliationLog, "lease_until")
+        leases = [
+            (_SET_LEASE_SQL, [number, lease_field.get_db_prep_save(lease, connection), row["log_id"]])
+            for row, _ruleset, _error, number, lease, _recheck in chosen
+        ]
+        new_attempts = [
+            ReconciliationAttempt(
+                report_id=row["report_id"], number=number, started_at=now, worker=worker, is_recheck=is_recheck
+            )
+            for row, _ruleset, _error, number, _lease, is_recheck in chosen
+        ]
+        if connection.vendor == "postgresql":
+            # The attempt rows and the leases in one round trip; the INSERT's RETURNING is the first result.
+            insert = _insert_sql(ReconciliationAttempt, new_attempts, _ATTEMPT_COLUMNS, returning="id, report_id")
+            with connection.cursor() as cursor:
+                _execute_together(cursor, [insert, *leases])
+                attempt_ids = {report_id: attempt_id for attempt_id, report_id in cursor.fetchall()}
+        else:
+            created = ReconciliationAttempt.objects.bulk_create(new_attempts)
+            attempt_ids = {a.report_id: a.pk for a in created}
+            with connection.cursor() as cursor:
+                for sql, params in leases:
+                    cursor.execute(sql, params)
+    return [
+        ClaimedAttempt(
+            attempt_id=attempt_ids[row["report_id"]],
+            report_id=row["report_id"],
+            post_id=row["post_id"],
+            number=number,
+            lease_until=lease_until,
+            platform_id=row["platform_id"],
+            platform_slug=row["platform_slug"],
+            platform_post_id=row["platform_post_id"],
+            platform_config=dict(row["platform_config"] or {}),
+            affiliate_id=row["affiliate_id"],
+            claim=rules.Claim(row["claimed_views"], row["claimed_clicks"], row["claimed_conversions"]),
+            submitted_at=row["submitted_at"],
+            ruleset=ruleset,
+            recheck=campaign_recheck(row["recheck_interval_hours"], row["recheck_window_days"]),
+            previous_status=row["status"],
+            is_recheck=is_recheck,
+            setup_error=setup_error,
+            campaign_id=row["campaign_id"],
+            shadow_rule_overrides=row["shadow_rule_overrides"],
+        )
+        for row, ruleset, setup_error, number, lease_until, is_recheck in chosen
+    ]
+
+
+_LOG_TABLE = ReconciliationLog._meta.db_table
+_ATTEMPT_TABLE = ReconciliationAttempt._meta.db_table
+#: Plain SQL with the models' table names: one prepared statement sent for many rows (``executemany``)
+#: costs a fraction of compiling an ORM ``update()`` per row, and the worker's CPU is what limits it.
+_SET_LEASE_SQL = f"UPDATE {_LOG_TABLE} SET attempt_count = %s, lease_until = %s WHERE id = %s"
+_ATTEMPT_COLUMNS = (
+    "report",
+    "number",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "status",
+    "missing_reason",
+    "duration_ms",
+    "worker",
+    "is_recheck",
+    "ruleset_fingerprint",
+)
+
+
+def _insert_sql(
+    model: type[Model], objs: Sequence[Model], names: Sequence[str], *, returning: str = ""
+) -> tuple[str, list[Any]]:
+    """``INSERT INTO <table> (<columns>) VALUES (...), (...)`` for these objects, values as the ORM prepares
+    them (JSON, decimals, datetimes); model defaults apply, since the objects were built by the ORM."""
+    from django.db import connection
+
+    fields = [_column(model, name) for name in names]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in objs for f in fields]
+    sql = f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join([row] * len(objs))}"
+    return (f"{sql} RETURNING {returning}" if returning else sql), params
+
+
+def _execute_together(cursor: Any, statements: Sequence[tuple[str, list[Any]]]) -> None:
+    """Several statements in one round trip (PostgreSQL; the parameters are bound on the client)."""
+    sql = "; ".join(statement for statement, _params in statements)
+    cursor.execute(sql, [param for _statement, params in statements for param in params])
 
 
 def _abandoned_attempt_ends_it(row: dict[str, Any], *, report_id: int, ruleset: RuleSet, now: dt.datetime) -> bool:
@@ -249,11 +384,200 @@ def _missing_reason(outcome: FetchOutcome, classification: rules.Classification)
     return outcome.error_code or rules.MissingReason.NO_METRICS
 
 
+@dataclass
+class _Writes:
+    """The rows a batch's apply writes, sent once per batch (bulk inserts, one prepared update for many rows).
+
+    The per-report decision (:func:`_apply_one`) only describes its writes here; the trust score and alerts
+    are written at once, in order, because the next report of the same affiliate builds on them.
+    """
+
+    finished: list[tuple[Any, ...]] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+    discarded: list[int] = field(default_factory=list)
+    snapshots: list[PlatformSnapshot] = field(default_factory=list)
+    ledger: list[TrustLedgerRow] = field(default_factory=list)
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    buckets: list[str] = field(default_factory=list)
+
+    def flush(self, now: dt.datetime) -> None:
+        from django.db import connection
+
+        if self.discarded:
+            ReconciliationAttempt.objects.filter(pk__in=self.discarded, outcome=Outcome.RUNNING).update(
+                outcome=Outcome.DISCARDED, finished_at=now
+            )
+        if self.deleted:
+            ReconciliationAttempt.objects.filter(pk__in=self.deleted).delete()
+        statements = [(_FINISH_ATTEMPT_SQL, _prep(_FINISH_ATTEMPT_FIELDS, row)) for row in self.finished]
+        statements += [(_LOG_RESULT_SQL, _log_params(fields)) for fields in self.logs]
+        if self.snapshots:
+            statements.append(_insert_sql(PlatformSnapshot, self.snapshots, _SNAPSHOT_COLUMNS))
+        if self.ledger:
+            written_at = timezone.now()  # created_at is the time of writing (auto_now_add), not the apply's clock
+            for row in self.ledger:
+                row.created_at = written_at
+            statements.append(_insert_sql(TrustLedgerRow, self.ledger, _LEDGER_COLUMNS))
+        if statements:
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    # Every write of the batch in one round trip: at batch size 1 the round trips are most of
+                    # the apply's CPU.
+                    _execute_together(cursor, statements)
+                else:
+                    for sql, params in statements:
+                        cursor.execute(sql, params)
+        if self.buckets:
+            buckets = list(self.buckets)
+
+            def count() -> None:
+                for bucket in buckets:
+                    _count_bucket(bucket)
+
+            transaction.on_commit(count)
+
+
+_FINISH_ATTEMPT_FIELDS = (
+    "finished_at",
+    "outcome",
+    "status",
+    "missing_reason",
+    "duration_ms",
+    "ruleset_fingerprint",
+    "id",
+)
+_SNAPSHOT_COLUMNS = ("post", "attempt", "platform", "views", "clicks", "conversions", "raw", "fetched_at")
+_LEDGER_COLUMNS = (
+    "affiliate",
+    "report",
+    "attempt",
+    "event",
+    "delta",
+    "effective_delta",
+    "score_after",
+    "created_at",
+)
+_FINISH_ATTEMPT_SQL = (
+    f"UPDATE {_ATTEMPT_TABLE} SET finished_at = %s, outcome = %s, status = %s, missing_reason = %s,"
+    " duration_ms = %s, ruleset_fingerprint = %s WHERE id = %s"
+)
+#: Every apply writes the schedule; the result columns only when ``write_result`` (a failed re-check keeps
+#: the verdict already known) and the ledger sum only when ``write_trust``.
+_LOG_SCHEDULE = (
+    "lease_until",
+    "dispatched_at",
+    "last_attempt_at",
+    "budget_attempts",
+    "next_attempt_at",
+    "terminal",
+    "error_code",
+    "error_message",
+    "attempt_count",
+)
+_LOG_RESULT = (
+    "status",
+    "discrepancy_level",
+    "max_diff_pct",
+    "confidence_ratio",
+    "missing_fields",
+    "missing_reason",
+    "ruleset_fingerprint",
+    *(f"{metric}_diff" for metric in rules.METRICS),
+    *(f"{metric}_diff_pct" for metric in rules.METRICS),
+)
+_LOG_RESULT_SQL = (
+    f"UPDATE {_LOG_TABLE} SET "
+    + ", ".join(f"{name} = %s" for name in _LOG_SCHEDULE)
+    + ", deferral_count = deferral_count + %s, last_deferred_at = COALESCE(%s, last_deferred_at), "
+    + ", ".join(f"{name} = CASE WHEN %s THEN %s ELSE {name} END" for name in _LOG_RESULT)
+    + ", trust_delta = CASE WHEN %s THEN %s ELSE trust_delta END"
+    + " WHERE id = %s"
+)
+
+
+def _column(model: type[Model], name: str) -> Field:
+    found = model._meta.get_field(name)
+    assert isinstance(found, Field)
+    return found
+
+
+def _prep(names: Sequence[str], values: Sequence[Any]) -> list[Any]:
+    from django.db import connection
+
+    return [
+        _column(ReconciliationAttempt, name).get_db_prep_save(value, connection)
+        for name, value in zip(names, values, strict=True)
+    ]
+
+
+def _log_params(fields: dict[str, Any]) -> list[Any]:
+    from django.db import connection
+
+    def prep(name: str, value: Any) -> Any:
+        return _column(ReconciliationLog, name).get_db_prep_save(value, connection)
+
+    params = [prep(name, fields[name]) for name in _LOG_SCHEDULE]
+    params += [fields["deferrals"], prep("last_deferred_at", fields.get("last_deferred_at"))]
+    write_result = "status" in fields
+    for name in _LOG_RESULT:
+        params += [write_result, prep(name, fields.get(name)) if write_result else None]
+    write_trust = "trust_delta" in fields
+    params += [write_trust, prep("trust_delta", fields.get("trust_delta")) if write_trust else None]
+    params.append(fields["log_id"])
+    return params
+
+
 def attempt_apply(
     *, claimed: ClaimedAttempt, outcome: FetchOutcome, now: dt.datetime, rng: rules.UniformRandom | None = None
 ) -> AttemptResult | str:
     """Write the outcome of a claimed attempt in one transaction, or return SkipReason.LEASE_LOST."""
+    return attempts_apply(items=[(claimed, outcome)], now=now, rng=rng)[0]
+
+
+def attempts_apply(
+    *,
+    items: Sequence[tuple[ClaimedAttempt, FetchOutcome]],
+    now: dt.datetime,
+    rng: rules.UniformRandom | None = None,
+) -> list[AttemptResult | str]:
+    """Write the outcomes of a batch of claimed attempts in one transaction; each report is guarded on its own.
+
+    A report whose lease is no longer ours is skipped (``SkipReason.LEASE_LOST``), the others apply. The
+    log rows are locked in one statement, in primary-key order; the reports are then applied in affiliate
+    order, so two batches that move the same affiliates' scores take those row locks in the same order.
+    Results come back in the order of ``items``.
+    """
     rng = rng or _rng
+    with transaction.atomic():
+        locked = {row["report_id"]: row for row in locked_reads.APPLY.fetch_many([c.report_id for c, _ in items])}
+        writes = _Writes()
+        results: dict[int, AttemptResult | str] = {}
+        order = sorted(range(len(items)), key=lambda i: (items[i][0].affiliate_id, items[i][0].report_id))
+        for index in order:
+            claimed, outcome = items[index]
+            results[index] = _apply_one(
+                claimed=claimed, outcome=outcome, log=locked.get(claimed.report_id), now=now, rng=rng, writes=writes
+            )
+        writes.flush(now)
+    return [results[index] for index in range(len(items))]
+
+
+def _apply_one(
+    *,
+    claimed: ClaimedAttempt,
+    outcome: FetchOutcome,
+    log: dict[str, Any] | None,
+    now: dt.datetime,
+    rng: rules.UniformRandom,
+    writes: _Writes,
+) -> AttemptResult | str:
+    """One report's apply, inside the batch's transaction with its log row locked: the attempt protocol's
+    step 3 for this report. Everything an outcome causes for one report is decided (and, for trust and
+    alerts, written) here."""
+    if log is None or log["attempt_count"] != claimed.number or log["lease_until"] != claimed.lease_until:
+        writes.discarded.append(claimed.attempt_id)
+        return SkipReason.LEASE_LOST
+
     hours = max((now - claimed.submitted_at).total_seconds() / 3600.0, 0.0)
     classification = rules.classify(
         claimed=claimed.claim,
@@ -267,76 +591,68 @@ def attempt_apply(
     had_conclusive = claimed.previous_status in rules.CONCLUSIVE_STATUSES
     raised: list[str] = []
 
-    with transaction.atomic():
-        log = locked_reads.APPLY.fetch(claimed.report_id)
-        if log is None or log["attempt_count"] != claimed.number or log["lease_until"] != claimed.lease_until:
-            ReconciliationAttempt.objects.filter(pk=claimed.attempt_id, outcome=Outcome.RUNNING).update(
-                outcome=Outcome.DISCARDED, finished_at=now
-            )
-            return SkipReason.LEASE_LOST
-
-        deferred = status == rules.Status.MISSING_PLATFORM_DATA and missing_reason in rules.DEFERRAL_REASONS
-        budget_used = log["budget_attempts"] + (0 if deferred else 1)
-        incomplete_attempts = 0
-        if status == rules.Status.INCOMPLETE_PLATFORM_DATA:
-            incomplete_attempts = (
-                1
-                + ReconciliationAttempt.objects.filter(
-                    report_id=claimed.report_id, status=ReconciliationStatus.INCOMPLETE_PLATFORM_DATA
-                ).count()
-            )
-        interval, window = claimed.recheck
-        decision = rules.next_attempt(
-            status=status,
-            missing_reason=missing_reason or None,
-            attempts_used=max(budget_used, 1),
-            claimed_at=claimed.submitted_at,
-            now=now,
-            retry_after_seconds=outcome.retry_after_seconds,
-            incomplete_attempts=incomplete_attempts,
-            policy=claimed.ruleset.retry,
-            rng=rng,
-            recheck_interval_hours=interval,
-            recheck_window_days=window,
-            has_conclusive_status=had_conclusive,
+    deferred = status == rules.Status.MISSING_PLATFORM_DATA and missing_reason in rules.DEFERRAL_REASONS
+    budget_used = log["budget_attempts"] + (0 if deferred else 1)
+    incomplete_attempts = 0
+    if status == rules.Status.INCOMPLETE_PLATFORM_DATA:
+        incomplete_attempts = (
+            1
+            + ReconciliationAttempt.objects.filter(
+                report_id=claimed.report_id, status=ReconciliationStatus.INCOMPLETE_PLATFORM_DATA
+            ).count()
         )
+    interval, window = claimed.recheck
+    decision = rules.next_attempt(
+        status=status,
+        missing_reason=missing_reason or None,
+        attempts_used=max(budget_used, 1),
+        claimed_at=claimed.submitted_at,
+        now=now,
+        retry_after_seconds=outcome.retry_after_seconds,
+        incomplete_attempts=incomplete_attempts,
+        policy=claimed.ruleset.retry,
+        rng=rng,
+        recheck_interval_hours=interval,
+        recheck_window_days=window,
+        has_conclusive_status=had_conclusive,
+    )
 
-        attempt_outcome = (
-            Outcome.DEFERRED
-            if deferred
-            else Outcome.MISSING
-            if status == rules.Status.MISSING_PLATFORM_DATA
-            else Outcome.PARTIAL
-            if status == rules.Status.INCOMPLETE_PLATFORM_DATA
-            else Outcome.SUCCESS
+    attempt_outcome = (
+        Outcome.DEFERRED
+        if deferred
+        else Outcome.MISSING
+        if status == rules.Status.MISSING_PLATFORM_DATA
+        else Outcome.PARTIAL
+        if status == rules.Status.INCOMPLETE_PLATFORM_DATA
+        else Outcome.SUCCESS
+    )
+    fields: dict[str, Any] = {"log_id": log["log_id"], "attempt_count": claimed.number, "deferrals": 0}
+    if deferred and not decision.terminal:
+        # The platform was never asked (breaker open, rate limited), so the RUNNING row the claim wrote
+        # is not evidence of anything: delete it and give its number back, and count the deferral on
+        # the log instead. A day-long outage with a 60 s cooldown would otherwise write ~1,440 rows per
+        # report. Deleting (rather than keeping the row for the next claim to reuse) keeps the claim
+        # simple and the numbers dense: the next claim takes this same number again, which is free
+        # once the row is gone (unique (report, number) holds), and a stale worker's apply for it is
+        # still refused, because the lease it compares (lease_until) is gone. A deferral that ends
+        # the report (window expired) keeps its row: it is the last word on the report.
+        writes.deleted.append(claimed.attempt_id)
+        fields.update(attempt_count=claimed.number - 1, deferrals=1, last_deferred_at=now)
+    else:
+        writes.finished.append(
+            (
+                now,
+                attempt_outcome,
+                str(status),
+                missing_reason,
+                round(outcome.duration_seconds * 1000, 3),
+                claimed.ruleset.fingerprint,
+                claimed.attempt_id,
+            )
         )
-        fields: dict = {}
-        if deferred and not decision.terminal:
-            # The platform was never asked (breaker open, rate limited), so the RUNNING row the claim wrote
-            # is not evidence of anything: delete it and give its number back, and count the deferral on
-            # the log instead. A day-long outage with a 60 s cooldown would otherwise write ~1,440 rows per
-            # report. Deleting (rather than keeping the row for the next claim to reuse) keeps the claim
-            # simple and the numbers dense: the next claim takes this same number again, which is free
-            # once the row is gone (unique (report, number) holds), and a stale worker's apply for it is
-            # still refused, because the lease it compares (lease_until) is gone. A deferral that ends
-            # the report (window expired) keeps its row: it is the last word on the report.
-            ReconciliationAttempt.objects.filter(pk=claimed.attempt_id).delete()
-            fields.update(
-                attempt_count=claimed.number - 1,
-                deferral_count=F("deferral_count") + 1,
-                last_deferred_at=now,
-            )
-        else:
-            ReconciliationAttempt.objects.filter(pk=claimed.attempt_id).update(
-                finished_at=now,
-                outcome=attempt_outcome,
-                status=status,
-                missing_reason=missing_reason,
-                duration_ms=round(outcome.duration_seconds * 1000, 3),
-                ruleset_fingerprint=claimed.ruleset.fingerprint,
-            )
-        if outcome.metrics is not None and classification.confidence_ratio > 0:
-            PlatformSnapshot.objects.create(
+    if outcome.metrics is not None and classification.confidence_ratio > 0:
+        writes.snapshots.append(
+            PlatformSnapshot(
                 post_id=claimed.post_id,
                 attempt_id=claimed.attempt_id,
                 platform_id=claimed.platform_id,
@@ -347,40 +663,42 @@ def attempt_apply(
                 raw=json_safe(dict(outcome.raw or outcome.metrics.raw or {})),
                 fetched_at=now,
             )
+        )
 
-        ledger_sum = None
-        if conclusive:
-            ledger_sum = _apply_trust(claimed, classification, log, now, raised)
+    ledger_sum = None
+    if conclusive:
+        ledger_sum = _apply_trust(claimed, classification, log, now, raised, writes)
 
-        fields |= {
-            "lease_until": None,
-            "dispatched_at": None,
-            "last_attempt_at": now,
-            "budget_attempts": budget_used,
-            "next_attempt_at": decision.next_attempt_at,
-            "terminal": decision.terminal,
-            "error_code": outcome.error_code or "",
-            "error_message": (outcome.error_message or "")[:2000],
-        }
-        # During re-checks a failed or partial fetch must not erase the conclusive result already known.
-        if conclusive or not had_conclusive:
-            fields.update(_log_result_fields(classification, missing_reason))
-            fields["ruleset_fingerprint"] = claimed.ruleset.fingerprint
-        if ledger_sum is not None:
-            fields["trust_delta"] = ledger_sum
-        ReconciliationLog.objects.filter(pk=log["log_id"]).update(**fields)
+    fields |= {
+        "lease_until": None,
+        "dispatched_at": None,
+        "last_attempt_at": now,
+        "budget_attempts": budget_used,
+        "next_attempt_at": decision.next_attempt_at,
+        "terminal": decision.terminal,
+        "error_code": outcome.error_code or "",
+        "error_message": (outcome.error_message or "")[:2000],
+    }
+    # During re-checks a failed or partial fetch must not erase the conclusive result already known.
+    if conclusive or not had_conclusive:
+        fields.update(_log_result_fields(classification, missing_reason))
+        fields["ruleset_fingerprint"] = claimed.ruleset.fingerprint
+    if ledger_sum is not None:
+        fields["trust_delta"] = ledger_sum
+    writes.logs.append(fields)
+    if claimed.shadow_rule_overrides:
         canary.shadow_verdict_record(
             claimed=claimed, platform=_observed(outcome), hours=hours, live=classification, now=now
         )
 
-        # A verdict raises its alert when it is reached, not again each time a re-check confirms it.
-        verdict_changed = conclusive and (log["status"], log["discrepancy_level"]) != (
-            str(status),
-            str(classification.level) if classification.level else None,
-        )
-        _raise_outcome_alerts(claimed, classification, decision, missing_reason, now, raised, verdict_changed)
+    # A verdict raises its alert when it is reached, not again each time a re-check confirms it.
+    verdict_changed = conclusive and (log["status"], log["discrepancy_level"]) != (
+        str(status),
+        str(classification.level) if classification.level else None,
+    )
+    _raise_outcome_alerts(claimed, classification, decision, missing_reason, now, raised, verdict_changed)
 
-    result = AttemptResult(
+    return AttemptResult(
         report_id=claimed.report_id,
         attempt_number=claimed.number,
         status=str(status),
@@ -391,7 +709,6 @@ def attempt_apply(
         terminal=decision.terminal,
         alerts=tuple(raised),
     )
-    return result
 
 
 def _log_result_fields(classification: rules.Classification, missing_reason: str) -> dict:
@@ -418,6 +735,7 @@ def _apply_trust(
     log: dict[str, Any],
     now: dt.datetime,
     raised: list[str],
+    writes: _Writes,
 ) -> Decimal:
     """Move the ledger so it sums to this conclusive status's delta; returns the ledger sum after."""
     trust_settings = claimed.ruleset.trust
@@ -431,33 +749,32 @@ def _apply_trust(
     accurate_change = int(is_accurate) - int(was_accurate)
     if nominal == 0 and accurate_change == 0:
         return ledger_sum
-    affiliate = locked_reads.AFFILIATE.fetch(claimed.affiliate_id)
-    if affiliate is None:
+    moved = _move_score(claimed.affiliate_id, nominal=rules.to_score(nominal), accurate_change=accurate_change)
+    if moved is None:
         raise Affiliate.DoesNotExist(f"affiliate {claimed.affiliate_id}")
-    updates: dict = {}
-    if accurate_change:
-        updates["accurate_submissions"] = F("accurate_submissions") + accurate_change
+    before, after, name = moved
     if nominal != 0:
         # The stored score is the truth even at exactly 0.0000: never substitute a default for a falsy score.
-        before = affiliate["trust_score"]
         change = rules.apply_trust(score=before, nominal=nominal)
-        TrustLedgerRow.objects.create(
-            affiliate_id=claimed.affiliate_id,
-            report_id=claimed.report_id,
-            attempt_id=claimed.attempt_id,
-            event=str(classification.trust_event),
-            delta=change.nominal,
-            effective_delta=change.effective,
-            score_after=change.score_after,
+        if change.score_after != after:  # the database's clamp and the rules' clamp are one rule
+            raise AssertionError(f"trust score {after} after the update, the rules say {change.score_after}")
+        writes.ledger.append(
+            TrustLedgerRow(
+                affiliate_id=claimed.affiliate_id,
+                report_id=claimed.report_id,
+                attempt_id=claimed.attempt_id,
+                event=str(classification.trust_event),
+                delta=change.nominal,
+                effective_delta=change.effective,
+                score_after=change.score_after,
+            )
         )
-        updates["trust_score"] = change.score_after
-        bucket_after = rules.bucket(change.score_after, trust_settings)
-        transaction.on_commit(lambda: _count_bucket(str(bucket_after)))
+        writes.buckets.append(str(rules.bucket(change.score_after, trust_settings)))
         if rules.crossed_into_critical(before, change.score_after, trust_settings):
             alert_raise(
                 alert_type=Alert.Type.LOW_TRUST,
                 severity=Alert.Severity.HIGH,
-                title=f"Affiliate {affiliate['name']} fell into the critical trust bucket ({change.score_after})",
+                title=f"Affiliate {name} fell into the critical trust bucket ({change.score_after})",
                 threshold={"score": str(change.score_after), "low_trust_min": trust_settings.low_trust_min},
                 affiliate_id=claimed.affiliate_id,
                 settings=claimed.ruleset.alerting,
@@ -465,8 +782,38 @@ def _apply_trust(
             )
             raised.append(Alert.Type.LOW_TRUST)
         ledger_sum = ledger_sum + change.nominal
-    Affiliate.objects.filter(pk=claimed.affiliate_id).update(**updates)
     return ledger_sum
+
+
+_AFFILIATE_TABLE = Affiliate._meta.db_table
+#: One statement locks the affiliate, moves its score (clamped to [0, 1], as ``rules.apply_trust``) and
+#: returns the score before and after: the locked read and the update it replaces were two.
+_MOVE_SCORE_SQL = (
+    f"UPDATE {_AFFILIATE_TABLE} a SET trust_score = LEAST(1, GREATEST(0, a.trust_score + %s)),"
+    " accurate_submissions = a.accurate_submissions + %s"
+    f" FROM (SELECT id, trust_score FROM {_AFFILIATE_TABLE} WHERE id = %s FOR UPDATE) old"
+    " WHERE a.id = old.id RETURNING old.trust_score, a.trust_score, a.name"
+)
+
+
+def _move_score(affiliate_id: int, *, nominal: Decimal, accurate_change: int) -> tuple[Decimal, Decimal, str] | None:
+    """(score before, score after, name) of the affiliate after moving its score by ``nominal``; None if absent."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_MOVE_SCORE_SQL, [nominal, accurate_change, affiliate_id])
+            row = cursor.fetchone()
+        return None if row is None else (Decimal(row[0]), Decimal(row[1]), row[2])
+    # Elsewhere (the embedded SQLite of `make run`) the transaction already holds the write lock.
+    affiliate = locked_reads.AFFILIATE.fetch(affiliate_id)
+    if affiliate is None:
+        return None
+    after = rules.apply_trust(score=affiliate["trust_score"], nominal=nominal).score_after
+    Affiliate.objects.filter(pk=affiliate_id).update(
+        trust_score=after, accurate_submissions=F("accurate_submissions") + accurate_change
+    )
+    return affiliate["trust_score"], after, affiliate["name"]
 
 
 def _raise_outcome_alerts(
@@ -712,6 +1059,121 @@ def attempt_run(
         extra={"operation": "reconciliation_attempt", "duration_ms": round(duration * 1000, 2), "report_id": report_id},
     )
     return result
+
+
+#: Fetches a batch of claimed attempts of one platform; the outcome of each, by attempt id.
+BatchFetcher = Callable[[list[ClaimedAttempt]], dict[int, FetchOutcome]]
+
+
+def default_fetch_batch(claimed: list[ClaimedAttempt]) -> dict[int, FetchOutcome]:
+    from platforms.fetcher import fetch_batch
+
+    by_post = fetch_batch(
+        platform=claimed[0].platform_slug,
+        post_ids=[c.platform_post_id for c in claimed],
+        quota_rps=claimed[0].quota_rps,
+    )
+    return {c.attempt_id: by_post[c.platform_post_id] for c in claimed}
+
+
+def attempts_run(
+    *,
+    report_ids: Sequence[int],
+    worker: str | None = None,
+    fetcher: BatchFetcher = default_fetch_batch,
+    clock: Callable[[], dt.datetime] = timezone.now,
+) -> list[AttemptResult | str]:
+    """A batch of attempts: claim every claimable report, one platform request per platform, one apply.
+
+    The protocol holds per report: each claimed report has its own attempt row and lease, the fetch runs
+    outside any transaction, and the apply skips a report whose lease was lost while applying the others.
+    What raises ends recorded as for :func:`attempt_run`: a failed fetch fails every report it was for;
+    an apply that fails as a whole is retried report by report, so one bad report cannot sink the others.
+    Reports that are not claimable (leased, done, not due, locked by another worker) are left out of the
+    results: a duplicate delivery of the same batch does nothing.
+    """
+    started = time.monotonic()
+    claimed = attempts_claim(report_ids=report_ids, now=clock(), worker=worker or worker_name())
+    if len(claimed) < len(report_ids):
+        logger.info(
+            "Reconciliation skipped",
+            extra={"report_ids": sorted(set(report_ids) - {c.report_id for c in claimed}), "reason": "not_claimable"},
+        )
+    if not claimed:
+        return []
+    logger.info("Processing reconciliation job", extra={"report_ids": [c.report_id for c in claimed]})
+    results: list[AttemptResult | str] = []
+    by_platform: dict[str, list[ClaimedAttempt]] = {}
+    for c in claimed:
+        by_platform.setdefault(c.platform_slug, []).append(c)
+    for group in by_platform.values():
+        ready = [c for c in group if c.setup_error is None]
+        results += [_fail(c, c.setup_error, clock) for c in group if c.setup_error is not None]
+        if not ready:
+            continue
+        try:
+            outcomes = fetcher(ready)
+        except Exception as exc:
+            results += [_fail(c, exc, clock) for c in ready]
+            continue
+        try:
+            results += attempts_apply(items=[(c, outcomes[c.attempt_id]) for c in ready], now=clock())
+        except Exception:
+            # Which report broke the batch's transaction is not known: apply each on its own.
+            for c in ready:
+                try:
+                    results.append(attempt_apply(claimed=c, outcome=outcomes[c.attempt_id], now=clock()))
+                except Exception as exc:
+                    results.append(_fail(c, exc, clock))
+    _report_batch(claimed, results, time.monotonic() - started)
+    return results
+
+
+def _fail(claimed: ClaimedAttempt, exc: BaseException, clock: Callable[[], dt.datetime]) -> AttemptResult | str:
+    logger.error(
+        "Reconciliation job failed",
+        exc_info=exc,
+        extra={"report_id": claimed.report_id, "attempt": claimed.number, "error": f"{type(exc).__name__}: {exc}"},
+    )
+    record_worker_exception(report_id=claimed.report_id, exc=exc)
+    return attempt_fail(claimed=claimed, error=exc, now=clock())
+
+
+def _report_batch(claimed: list[ClaimedAttempt], results: list[AttemptResult | str], duration: float) -> None:
+    """Metrics and log lines of a batch: one ``Reconciliation completed`` line per report (the runbook's
+    evidence line), one performance line and one histogram observation per batch."""
+    for result in results:
+        if isinstance(result, str):
+            logger.warning("Reconciliation discarded", extra={"reason": result})
+            continue
+        RECONCILIATION_STATUS_TOTAL.labels(status=result.status).inc()
+        logger.info(
+            "Reconciliation completed",
+            extra={
+                "report_id": result.report_id,
+                "attempt": result.attempt_number,
+                "status": result.status,
+                "discrepancy_level": result.level,
+                "missing_reason": result.missing_reason or None,
+                "trust_delta": str(result.trust_delta) if result.trust_delta is not None else None,
+                "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
+                "terminal": result.terminal,
+            },
+        )
+        audit.info(
+            "Business event: reconciliation_completed",
+            extra={"event": "reconciliation_completed", "report_id": result.report_id, "status": result.status},
+        )
+    RECONCILIATION_ATTEMPT_DURATION.observe(duration)
+    performance.info(
+        "Performance: reconciliation_attempt",
+        extra={
+            "operation": "reconciliation_attempt",
+            "duration_ms": round(duration * 1000, 2),
+            "reports": len(claimed),
+            "platform": claimed[0].platform_slug,
+        },
+    )
 
 
 def reports_reopen(*, report_ids: list[int] | None = None, filters: Q | None = None, now: dt.datetime) -> list[int]:

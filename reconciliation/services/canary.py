@@ -15,7 +15,7 @@ from django.db.models import Count, Q
 
 from reconcile_project.config import RuleOverrideError, short_fingerprint
 from reconciliation import rules
-from reconciliation.models import Campaign, Post, ShadowVerdict, campaign_ruleset
+from reconciliation.models import Campaign, ShadowVerdict, campaign_ruleset
 
 if TYPE_CHECKING:
     from reconciliation.services.attempts import ClaimedAttempt
@@ -33,14 +33,14 @@ def shadow_verdict_record(
 ) -> ShadowVerdict | None:
     """Record the shadow verdict of an attempt whose platform answered, if its campaign runs a canary.
 
-    Called from the attempt's apply, inside its transaction. Writes one row and nothing else.
+    Called from the attempt's apply, inside its transaction, with the campaign's shadow overrides read by the
+    claim. Writes one row and nothing else.
     """
     if platform is None:  # nothing was observed: any rules say MISSING (and a deferral's attempt row is gone)
         return None
-    row = Post.objects.filter(pk=claimed.post_id).values_list("campaign_id", "campaign__shadow_rule_overrides").first()
-    if row is None or not row[1]:
+    campaign_id, overrides = claimed.campaign_id, claimed.shadow_rule_overrides
+    if campaign_id is None or not overrides:
         return None
-    campaign_id, overrides = row
     try:
         shadow = campaign_ruleset(overrides)
     except RuleOverrideError as exc:  # written around Campaign.clean(): the canary is off, the live verdict stands

@@ -3,6 +3,12 @@
 The ReconciliationLog row is the outbox: a report is saved with ``next_attempt_at = now`` before any
 message is sent, so a broker that is down, slow or loses a message only delays the work — the sweeper
 finds every due report and sends it again. Sending is therefore best effort and never raises.
+
+Fresh claims fill batches under load: a claim with no other sent within ``RECONCILE_BATCH.fill_wait_seconds``
+is sent at once (a batch of one: low-load latency does not grow); the claims that follow it within that
+window are left due and unsent, and the sweeper, which runs every fill wait, sends them grouped per
+platform (one platform request and one apply transaction per batch). Low-trust and flagged claims (the
+priority queue) are always sent at once.
 """
 
 from __future__ import annotations
@@ -16,7 +22,11 @@ from django.utils import timezone
 
 logger = logging.getLogger("reconciliation.dispatch")
 
+#: Redis key held for a fill wait after a fresh claim is sent at once (``SET NX PX``).
+FILL_GATE_KEY = "reconcile:fill-gate"
+
 RECONCILE_TASK = "reconciliation.tasks.reconcile_report"
+RECONCILE_BATCH_TASK = "reconciliation.tasks.reconcile_batch"
 QUEUE_DEFAULT = "reconcile"
 QUEUE_PRIORITY = "reconcile_priority"
 QUEUE_MAINTENANCE = "maintenance"
@@ -62,15 +72,63 @@ def send_reconcile(report_id: int, *, priority: bool = False, request_id: str | 
     return True
 
 
+def send_reconcile_batch(report_ids: list[int], *, priority: bool = False) -> bool:
+    """Publish one ``reconcile_batch`` message for these reports (one platform's, grouped by the sweeper)."""
+    from reconcile_project.celery import app
+
+    try:
+        app.send_task(
+            RECONCILE_BATCH_TASK,
+            args=[list(report_ids)],
+            queue=QUEUE_PRIORITY if priority else QUEUE_DEFAULT,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except Exception as exc:  # broker down: the rows stay due and the next sweep sends them
+        logger.warning(
+            "Dispatch deferred to the sweeper: %s: %s",
+            type(exc).__name__,
+            exc,
+            extra={"report_ids": list(report_ids), "error": f"{type(exc).__name__}: {exc}"},
+        )
+        return False
+    return True
+
+
+def _sent_alone() -> bool:
+    """True when no fresh claim was sent within the fill wait (this one goes now and opens a window)."""
+    from django.conf import settings
+
+    from reconcile_project.redis import get_redis
+
+    batch = settings.RECONCILE_BATCH
+    if batch.size <= 1 or batch.fill_wait_seconds <= 0:
+        return True
+    try:
+        window_ms = max(1, round(batch.fill_wait_seconds * 1000))
+        return bool(get_redis().set(FILL_GATE_KEY, "1", nx=True, px=window_ms))
+    except Exception:  # noqa: BLE001 - Redis down: send at once, as without batching
+        return True
+
+
 def dispatch_on_commit(report_ids: Iterable[int], *, priority: bool = False, request_id: str | None = None) -> None:
-    """Send after the surrounding transaction commits (a worker must never see a row that is not there)."""
+    """Send after the surrounding transaction commits (a worker must never see a row that is not there).
+
+    The rows are marked dispatched inside the transaction, before anything is sent: marked only after the
+    publish, a sweep between the commit and the mark found them due and unsent and sent them a second
+    time. A publish that fails un-marks its rows, so the sweeper sends them at its next round.
+    """
+    from reconciliation.models import ReconciliationLog
+
     ids = list(report_ids)
+    if not ids or not (priority or _sent_alone()):
+        return  # due and unsent: the sweeper's next round sends it in a batch
+    marked_at = timezone.now()
+    ReconciliationLog.objects.filter(report_id__in=ids).update(dispatched_at=marked_at)
 
     def _send() -> None:
-        from reconciliation.models import ReconciliationLog
-
-        sent = [rid for rid in ids if send_reconcile(rid, priority=priority, request_id=request_id)]
-        if sent:
-            ReconciliationLog.objects.filter(report_id__in=sent).update(dispatched_at=timezone.now())
+        unsent = [rid for rid in ids if not send_reconcile(rid, priority=priority, request_id=request_id)]
+        if unsent:
+            ReconciliationLog.objects.filter(report_id__in=unsent, dispatched_at=marked_at).update(dispatched_at=None)
 
     transaction.on_commit(_send)

@@ -93,6 +93,39 @@ class LockedRead:
             self._prepared[connection] = prepared
         return prepared
 
+    def fetch_many(
+        self, keys: Sequence[Any], *, skip_locked: bool = False, connection: BaseDatabaseWrapper | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows for ``keys``, locked in the table's primary-key order (two batches that share rows queue
+        instead of deadlocking); with ``skip_locked`` rows another transaction holds are left out."""
+        if not keys:
+            return []
+        connection = connection or connections[DEFAULT_DB_ALIAS]
+        sql, converters = self._prepare(connection)
+        alias, model = self.table
+        head, lock = sql, ""
+        for clause in (" FOR UPDATE OF ", " FOR UPDATE"):
+            if clause in sql:
+                head, lock = sql[: sql.index(clause)], sql[sql.index(clause) :]
+                break
+        placeholders = ", ".join(["%s"] * len(keys))
+        head = head[: head.rindex(" = %s")] + f" IN ({placeholders})"
+        head += f" ORDER BY {alias}.{connection.ops.quote_name(str(model._meta.pk.column))}"
+        if lock and skip_locked and connection.features.has_select_for_update_skip_locked:
+            lock += " SKIP LOCKED"
+        with connection.cursor() as cursor:
+            cursor.execute(head + lock, list(keys))
+            rows = cursor.fetchall()
+        return [self._convert(row, converters, connection) for row in rows]
+
+    def _convert(self, row: Sequence[Any], converters: list, connection: BaseDatabaseWrapper) -> dict[str, Any]:
+        values = {}
+        for name, value, (col, funcs) in zip(self.keys, row, converters, strict=True):
+            for func in funcs:
+                value = func(value, col, connection)
+            values[name] = value
+        return values
+
     def fetch(self, key: Any, connection: BaseDatabaseWrapper | None = None) -> dict[str, Any] | None:
         """The locked row for ``key``, or None. Call inside ``transaction.atomic()``."""
         connection = connection or connections[DEFAULT_DB_ALIAS]
@@ -102,12 +135,7 @@ class LockedRead:
             row = cursor.fetchone()
         if row is None:
             return None
-        values = {}
-        for name, value, (col, funcs) in zip(self.keys, row, converters, strict=True):
-            for func in funcs:
-                value = func(value, col, connection)
-            values[name] = value
-        return values
+        return self._convert(row, converters, connection)
 
 
 #: The claim's read: the log row (locked) and what the fetch and the rules need from its report.
@@ -121,6 +149,7 @@ CLAIM = LockedRead(
     ],
     columns=[
         ("log_id", "l", "id"),
+        ("report_id", "l", "report"),
         ("terminal", "l", "terminal"),
         ("next_attempt_at", "l", "next_attempt_at"),
         ("lease_until", "l", "lease_until"),
@@ -137,7 +166,9 @@ CLAIM = LockedRead(
         ("affiliate_id", "p", "affiliate"),
         ("platform_slug", "pl", "slug"),
         ("platform_config", "pl", "config"),
+        ("campaign_id", "c", "id"),
         ("rule_overrides", "c", "rule_overrides"),
+        ("shadow_rule_overrides", "c", "shadow_rule_overrides"),
         ("recheck_interval_hours", "c", "recheck_interval_hours"),
         ("recheck_window_days", "c", "recheck_window_days"),
     ],
@@ -149,6 +180,7 @@ APPLY = LockedRead(
     table=("l", ReconciliationLog),
     columns=[
         ("log_id", "l", "id"),
+        ("report_id", "l", "report"),
         ("attempt_count", "l", "attempt_count"),
         ("lease_until", "l", "lease_until"),
         ("budget_attempts", "l", "budget_attempts"),

@@ -20,6 +20,7 @@ def _report_with_everything_set():
     campaign = factories.campaign(
         platforms=("youtube",),
         rule_overrides={"RECONCILIATION_SETTINGS": {"low_max": 0.12}},
+        shadow_rule_overrides={"RECONCILIATION_SETTINGS": {"low_max": 0.15}},
         recheck_interval_hours=3.5,
         recheck_window_days=0.0,
     )
@@ -43,6 +44,7 @@ def test_the_claim_read_returns_what_the_orm_returns() -> None:
     post = log.report.post
     assert row == {
         "log_id": log.pk,
+        "report_id": log.report_id,
         "terminal": False,
         "next_attempt_at": log.next_attempt_at,
         "lease_until": log.lease_until,
@@ -59,7 +61,9 @@ def test_the_claim_read_returns_what_the_orm_returns() -> None:
         "affiliate_id": post.affiliate_id,
         "platform_slug": "youtube",
         "platform_config": {"quota_rps": 12.5},
+        "campaign_id": post.campaign_id,
         "rule_overrides": {"RECONCILIATION_SETTINGS": {"low_max": 0.12}},
+        "shadow_rule_overrides": {"RECONCILIATION_SETTINGS": {"low_max": 0.15}},
         "recheck_interval_hours": 3.5,
         "recheck_window_days": 0.0,
     }
@@ -77,6 +81,7 @@ def test_the_apply_read_returns_what_the_orm_returns() -> None:
     log = ReconciliationLog.objects.get(report=report)
     assert row == {
         "log_id": log.pk,
+        "report_id": log.report_id,
         "attempt_count": 3,
         "lease_until": log.lease_until,
         "budget_attempts": 2,
