@@ -63,6 +63,15 @@ def test_created_submission_is_saved_pending_and_due_now(api: APIClient, world: 
     assert Affiliate.objects.get(pk=world.owner.pk).total_submissions == 1
 
 
+def test_the_list_and_the_report_give_one_time_for_a_first_claim(api: APIClient, world: World) -> None:
+    created = post(api, world, submission(world.campaign)).json()
+
+    listed = api.get(URL, **bearer(world.owner_key)).json()["results"]
+    report = api.get(f"/api/v1/reports/{created['report_id']}", **bearer(world.owner_key)).json()
+    [item] = [row for row in listed if row["post_id"] == created["post_id"]]
+    assert item["submitted_at"] == item["latest_report"]["submitted_at"] == report["submitted_at"]
+
+
 @pytest.mark.parametrize(
     ("platform", "url", "post_id"),
     [
