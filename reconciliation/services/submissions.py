@@ -29,6 +29,7 @@ from alerts.models import Alert
 from alerts.services import alert_raise
 from platforms.links import InvalidPostURL, ParsedLink, parse_post_url
 from platforms.models import Platform
+from reconcile_project import sqlrows
 from reconcile_project.observability import log_business_event, log_performance
 from reconciliation import rules
 from reconciliation.models import (
@@ -173,12 +174,14 @@ def report_submit(
     started = time.perf_counter()
     check_claims(claims)
     link = check_post_url(post_url=post_url, platform=platform)
-    campaign, platform_row = check_campaign(campaign_id=campaign_id, platform=platform, now=now)
+    # One read answers "is the campaign open on this platform?", "did I submit this already?" and "did
+    # someone else claim this post?" (a twin racing us is caught by the unique constraint below).
+    campaign, platform_row, claimants = _campaign_and_claimants(
+        campaign_id=campaign_id, platform=platform, platform_post_id=link.post_id, now=now
+    )
 
     try:
         with transaction.atomic():
-            # One read answers both "did I submit this already?" and "did someone else claim this post?".
-            claimants = _claimants(platform_id=platform_row.pk, platform_post_id=link.post_id)
             for post_id, affiliate_id, post_campaign_id in claimants:
                 if affiliate_id == affiliate.pk and post_campaign_id == campaign.pk:
                     raise DuplicatePost(post_id)
@@ -222,6 +225,42 @@ def report_submit(
         raise DuplicatePost(existing) from None
     _announce(result, campaign=campaign, started=started, operation="submit_new_post")
     return result
+
+
+def _campaign_and_claimants(
+    *, campaign_id: int, platform: str, platform_post_id: str, now: dt.datetime
+) -> tuple[Campaign, Platform, list[tuple[int, int, int]]]:
+    """:func:`check_campaign` and :func:`_claimants` in one query (PostgreSQL; see reconcile_project.sqlrows)."""
+    if connection.vendor != "postgresql":
+        campaign, platform_row = check_campaign(campaign_id=campaign_id, platform=platform, now=now)
+        return campaign, platform_row, _claimants(platform_id=platform_row.pk, platform_post_id=platform_post_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_CAMPAIGN_AND_CLAIMANTS_SQL(), [platform_post_id, campaign_id, platform])
+        row = cursor.fetchone()
+    if row is None:
+        # Not a campaign of this platform: check_campaign says precisely what is wrong.
+        campaign, platform_row = check_campaign(campaign_id=campaign_id, platform=platform, now=now)
+        return campaign, platform_row, []
+    (campaign, platform_row), (claimants,) = sqlrows.split(row, Campaign, Platform)
+    check_campaign_runs_on(
+        campaign_id=campaign_id, campaign=campaign, platform_row=platform_row, platform=platform, now=now
+    )
+    return campaign, platform_row, [(int(p), int(a), int(c)) for p, a, c in claimants or []]
+
+
+@functools.cache
+def _CAMPAIGN_AND_CLAIMANTS_SQL() -> str:  # noqa: N802 - a constant, built on first use (needs the connection)
+    through = Campaign.platforms.through._meta.db_table
+    quote = connection.ops.quote_name
+    return f"""
+        SELECT {sqlrows.select_list(Campaign, "c")}, {sqlrows.select_list(Platform, "pl")},
+            (SELECT array_agg(ARRAY[p.id, p.affiliate_id, p.campaign_id] ORDER BY p.id)
+             FROM {quote(Post._meta.db_table)} p WHERE p.platform_id = pl.id AND p.platform_post_id = %s)
+        FROM {quote(through)} cp
+        JOIN {quote(Campaign._meta.db_table)} c ON c.id = cp.campaign_id
+        JOIN {quote(Platform._meta.db_table)} pl ON pl.id = cp.platform_id
+        WHERE cp.campaign_id = %s AND pl.slug = %s
+    """
 
 
 def _claimants(*, platform_id: int, platform_post_id: str) -> list[tuple[int, int, int]]:
