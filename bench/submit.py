@@ -292,7 +292,7 @@ def main() -> None:
             proc = subprocess.Popen(
                 [GUNICORN, "reconcile_project.wsgi:application", "--bind", f"127.0.0.1:{port}",
                  "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
-                 "--keep-alive", "30", "--timeout", "60"],
+                 "--keep-alive", "30", "--timeout", "60", "--control-socket", str(workdir / f"gunicorn-{level}.ctl")],
                 cwd=ROOT, env=server_env, stdout=open(workdir / f"gunicorn-{level}.log", "wb"),
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
