@@ -227,7 +227,9 @@ class Post(models.Model):
     url = models.URLField(max_length=2048, help_text="Normalised post URL.")
     platform_post_id = models.CharField(max_length=128)
     title = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    #: When the post was first submitted: the services set it to the first claim's ``submitted_at`` (one
+    #: instant for one claim, in the submissions list and the report alike).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]

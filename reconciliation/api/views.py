@@ -78,13 +78,30 @@ def _checked_id(value: int) -> int:
 
 
 class ApiView(APIView):
-    """Per-method throttle scopes (a field of RATE_LIMIT_SETTINGS each)."""
+    """Per-method throttle scopes (a field of RATE_LIMIT_SETTINGS each).
+
+    The throttle runs before the permissions: it also answers the authentication's question "has this
+    client address failed too often?" (in the same Redis round trip as the rate limit), which must come
+    before a permission's 403 could tell a blocked key-guesser that its key is real. A request a
+    permission refuses therefore counts towards its key's rate.
+    """
 
     throttle_scopes: dict[str, str] = {}
+    checks_auth_failures_in_throttle = True
 
     def get_throttles(self) -> list[BaseThrottle]:
-        scope = self.throttle_scopes.get(self.request.method or "")
-        return [KeyedRateThrottle(scope)] if scope else []
+        return [KeyedRateThrottle(self.throttle_scopes.get(self.request.method or ""))]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # APIView.initial with the throttle before the permissions (see the class docstring).
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        neg = self.perform_content_negotiation(request)
+        request.accepted_renderer, request.accepted_media_type = neg
+        version, scheme = self.determine_version(request, *args, **kwargs)
+        request.version, request.versioning_scheme = version, scheme
+        self.perform_authentication(request)
+        self.check_throttles(request)
+        self.check_permissions(request)
 
 
 class AffiliateView(ApiView):

@@ -12,6 +12,7 @@ Counters are incremented with ``F()`` in SQL. Reading the affiliate, adding one 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
@@ -28,6 +29,7 @@ from alerts.models import Alert
 from alerts.services import alert_raise
 from platforms.links import InvalidPostURL, ParsedLink, parse_post_url
 from platforms.models import Platform
+from reconcile_project import sqlrows
 from reconcile_project.observability import log_business_event, log_performance
 from reconciliation import rules
 from reconciliation.models import (
@@ -172,26 +174,31 @@ def report_submit(
     started = time.perf_counter()
     check_claims(claims)
     link = check_post_url(post_url=post_url, platform=platform)
-    campaign, platform_row = check_campaign(campaign_id=campaign_id, platform=platform, now=now)
+    # One read answers "is the campaign open on this platform?", "did I submit this already?" and "did
+    # someone else claim this post?" (a twin racing us is caught by the unique constraint below).
+    campaign, platform_row, claimants = _campaign_and_claimants(
+        campaign_id=campaign_id, platform=platform, platform_post_id=link.post_id, now=now
+    )
 
     try:
         with transaction.atomic():
-            # One read answers both "did I submit this already?" and "did someone else claim this post?".
-            claimants = _claimants(platform_id=platform_row.pk, platform_post_id=link.post_id)
             for post_id, affiliate_id, post_campaign_id in claimants:
                 if affiliate_id == affiliate.pk and post_campaign_id == campaign.pk:
                     raise DuplicatePost(post_id)
             duplicate = any(affiliate_id != affiliate.pk for _, affiliate_id, _ in claimants)
-            post = Post.objects.create(
+            # The post's first submission and its first claim are one instant (the request's ``now``).
+            post = Post(
                 campaign=campaign,
                 affiliate=affiliate,
                 platform=platform_row,
                 url=link.normalized_url,
                 platform_post_id=link.post_id,
                 title=title,
+                created_at=now,
             )
             result = _record_claim(
                 post=post,
+                new_post=True,
                 campaign=campaign,
                 affiliate=affiliate,
                 claims=claims,
@@ -218,6 +225,42 @@ def report_submit(
         raise DuplicatePost(existing) from None
     _announce(result, campaign=campaign, started=started, operation="submit_new_post")
     return result
+
+
+def _campaign_and_claimants(
+    *, campaign_id: int, platform: str, platform_post_id: str, now: dt.datetime
+) -> tuple[Campaign, Platform, list[tuple[int, int, int]]]:
+    """:func:`check_campaign` and :func:`_claimants` in one query (PostgreSQL; see reconcile_project.sqlrows)."""
+    if connection.vendor != "postgresql":
+        campaign, platform_row = check_campaign(campaign_id=campaign_id, platform=platform, now=now)
+        return campaign, platform_row, _claimants(platform_id=platform_row.pk, platform_post_id=platform_post_id)
+    with connection.cursor() as cursor:
+        cursor.execute(_CAMPAIGN_AND_CLAIMANTS_SQL(), [platform_post_id, campaign_id, platform])
+        row = cursor.fetchone()
+    if row is None:
+        # Not a campaign of this platform: check_campaign says precisely what is wrong.
+        campaign, platform_row = check_campaign(campaign_id=campaign_id, platform=platform, now=now)
+        return campaign, platform_row, []
+    (campaign, platform_row), (claimants,) = sqlrows.split(row, Campaign, Platform)
+    check_campaign_runs_on(
+        campaign_id=campaign_id, campaign=campaign, platform_row=platform_row, platform=platform, now=now
+    )
+    return campaign, platform_row, [(int(p), int(a), int(c)) for p, a, c in claimants or []]
+
+
+@functools.cache
+def _CAMPAIGN_AND_CLAIMANTS_SQL() -> str:  # noqa: N802 - a constant, built on first use (needs the connection)
+    through = Campaign.platforms.through._meta.db_table
+    quote = connection.ops.quote_name
+    return f"""
+        SELECT {sqlrows.select_list(Campaign, "c")}, {sqlrows.select_list(Platform, "pl")},
+            (SELECT array_agg(ARRAY[p.id, p.affiliate_id, p.campaign_id] ORDER BY p.id)
+             FROM {quote(Post._meta.db_table)} p WHERE p.platform_id = pl.id AND p.platform_post_id = %s)
+        FROM {quote(through)} cp
+        JOIN {quote(Campaign._meta.db_table)} c ON c.id = cp.campaign_id
+        JOIN {quote(Platform._meta.db_table)} pl ON pl.id = cp.platform_id
+        WHERE cp.campaign_id = %s AND pl.slug = %s
+    """
 
 
 def _claimants(*, platform_id: int, platform_post_id: str) -> list[tuple[int, int, int]]:
@@ -268,6 +311,7 @@ def report_resubmit(
         )
         result = _record_claim(
             post=post,
+            new_post=False,
             campaign=post.campaign,
             affiliate=affiliate,
             claims=claims,
@@ -286,6 +330,7 @@ def report_resubmit(
 def _record_claim(
     *,
     post: Post,
+    new_post: bool,
     campaign: Campaign,
     affiliate: Affiliate,
     claims: rules.Claim,
@@ -297,6 +342,7 @@ def _record_claim(
     request_id: str,
     now: dt.datetime,
 ) -> SubmissionResult:
+    """The claim's rows (the post too when ``new_post``), its outbox row and the affiliate's counter."""
     ruleset = campaign.ruleset()
     flags = rules.suspicion_flags(
         claim=claims,
@@ -306,7 +352,7 @@ def _record_claim(
         settings=ruleset.data_quality,
     )
     flag_dicts = [flag.as_dict() for flag in flags]
-    report = AffiliateReport.objects.create(
+    report = AffiliateReport(
         post=post,
         claimed_views=claims.views,
         claimed_clicks=claims.clicks,
@@ -318,8 +364,8 @@ def _record_claim(
         request_id=request_id or "",
         submitted_at=now,
     )
-    ReconciliationLog.objects.create(report=report, status=ReconciliationStatus.PENDING, next_attempt_at=now)
-    Affiliate.objects.filter(pk=affiliate.pk).update(total_submissions=F("total_submissions") + 1)
+    log = ReconciliationLog(report=report, status=ReconciliationStatus.PENDING, next_attempt_at=now)
+    _claim_rows_insert(post=post if new_post else None, report=report, log=log, affiliate=affiliate)
     if rules.has_high(flags):
         _alert_suspicious(
             report=report,
@@ -333,6 +379,92 @@ def _record_claim(
     priority = needs_priority(trust_score=affiliate.trust_score, flags=flag_dicts)
     dispatch_on_commit([report.pk], priority=priority, request_id=request_id or None)
     return SubmissionResult(report=report, post=post, flags=flag_dicts, priority=priority)
+
+
+def _claim_rows_insert(
+    *, post: Post | None, report: AffiliateReport, log: ReconciliationLog, affiliate: Affiliate
+) -> None:
+    """Insert the (new) post, the claim and its outbox row and count the submission, then set the ids.
+
+    On PostgreSQL one statement does all four (data-modifying CTEs, each row's foreign key the id the
+    previous one returned): the ORM's way costs one round trip and, measured on the 2-core machine, about
+    0.4 ms of CPU per statement to build its SQL, which was a quarter of a submission's CPU in gunicorn.
+    Columns and values come from the model instances as the ORM prepares them (defaults, ``auto_now``,
+    JSON), so a field added to one of the models is written here too. A duplicate post raises the same
+    IntegrityError as ``save()``.
+    """
+    if connection.vendor != "postgresql":
+        # The embedded SQLite of `make run`: the ORM's portable form.
+        if post is not None:
+            post.save(force_insert=True)
+            report.post = post
+        report.save(force_insert=True)
+        log.report = report
+        log.save(force_insert=True)
+        Affiliate.objects.filter(pk=affiliate.pk).update(total_submissions=F("total_submissions") + 1)
+        return
+    steps: list[str] = []
+    params: list[Any] = []
+    source = ""
+    chain: list[tuple[str, models.Model, str | None]] = [("r", report, "post_id" if post is not None else None)]
+    if post is not None:
+        chain.insert(0, ("p", post, None))
+    chain.append(("l", log, "report_id"))
+    for alias, obj, link in chain:
+        columns, selected, values = _insert_values(obj, link=link, source=source)
+        from_clause = f" FROM {source}" if source else ""
+        steps.append(
+            f"{alias} AS (INSERT INTO {_quote(obj._meta.db_table)} ({columns}) "
+            f"SELECT {selected}{from_clause} RETURNING id)"
+        )
+        params.extend(values)
+        source = alias
+    table = _quote(Affiliate._meta.db_table)
+    steps.append(f"a AS (UPDATE {table} SET total_submissions = total_submissions + 1 WHERE id = %s)")
+    params.append(affiliate.pk)
+    aliases = [alias for alias, _, _ in chain]
+    sql = f"WITH {', '.join(steps)} SELECT {', '.join(f'{a}.id' for a in aliases)} FROM {', '.join(aliases)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = cursor.fetchone()
+    for (_, obj, _), pk in zip(chain, ids, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    if post is not None:
+        report.post = post
+    log.report = report
+
+
+def _quote(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+@functools.cache
+def _insert_columns(model: type[models.Model]) -> list[tuple[models.Field, str, str]]:
+    """(field, quoted column, SQL cast of its parameter) of every column an insert writes, computed once."""
+    return [
+        (model_field, _quote(str(model_field.column)), f"CAST(%s AS {model_field.db_type(connection)})")
+        for model_field in model._meta.concrete_fields
+        if not model_field.primary_key
+    ]
+
+
+def _insert_values(obj: models.Model, *, link: str | None, source: str) -> tuple[str, str, list[Any]]:
+    """Columns, SELECT list and parameters inserting ``obj``; the ``link`` column is ``source``'s id."""
+    columns: list[str] = []
+    selected: list[str] = []
+    values: list[Any] = []
+    for model_field, column, cast in _insert_columns(type(obj)):
+        columns.append(column)
+        if model_field.attname == link:
+            selected.append(f"{source}.id")
+            continue
+        # Typed: an untyped parameter in a SELECT list is text, which PostgreSQL will not assign to a
+        # number, timestamp or JSON column.
+        selected.append(cast)
+        values.append(model_field.get_db_prep_save(model_field.pre_save(obj, add=True), connection))
+    return ", ".join(columns), ", ".join(selected), values
 
 
 def _alert_suspicious(

@@ -50,6 +50,8 @@ class Gunicorn:
             GUNICORN, "reconcile_project.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
             "--timeout", "60", "--graceful-timeout", "5", "--keep-alive", "30",
+            # Its own control socket: the default one under the home directory is shared by every gunicorn.
+            "--control-socket", str(workdir / "gunicorn.ctl"),
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -8,6 +8,8 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -63,6 +65,15 @@ def test_created_submission_is_saved_pending_and_due_now(api: APIClient, world: 
     assert Affiliate.objects.get(pk=world.owner.pk).total_submissions == 1
 
 
+def test_the_list_and_the_report_give_one_time_for_a_first_claim(api: APIClient, world: World) -> None:
+    created = post(api, world, submission(world.campaign)).json()
+
+    listed = api.get(URL, **bearer(world.owner_key)).json()["results"]
+    report = api.get(f"/api/v1/reports/{created['report_id']}", **bearer(world.owner_key)).json()
+    [item] = [row for row in listed if row["post_id"] == created["post_id"]]
+    assert item["submitted_at"] == item["latest_report"]["submitted_at"] == report["submitted_at"]
+
+
 @pytest.mark.parametrize(
     ("platform", "url", "post_id"),
     [
@@ -77,6 +88,26 @@ def test_platform_and_post_id_come_from_the_url(
     response = post(api, world, submission(world.campaign, platform=platform, post_url=url))
     assert response.status_code == 201, response.content
     assert Post.objects.get(pk=response.json()["post_id"]).platform_post_id == post_id
+
+
+#: Statements one submission may send, the after-commit one included: the key with its affiliate; the
+#: campaign, its platform and the post's claimants; the transaction (begin, one statement writing the post,
+#: the claim, its outbox row and the affiliate's counter, commit); the outbox row's dispatched_at once sent.
+SUBMISSION_STATEMENTS_MAX = 6
+
+
+def test_a_submission_sends_at_most_six_statements(
+    api: APIClient, world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    post(api, world, submission(world.campaign, 0))  # the first request of a process builds what it keeps
+    with mock.patch.object(dispatch, "send_reconcile", return_value=True):
+        with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+            response = post(api, world, submission(world.campaign, 1))
+
+    assert response.status_code == 201
+    statements = [q["sql"][:100] for q in queries.captured_queries]
+    assert len(statements) <= SUBMISSION_STATEMENTS_MAX, "\n".join(statements)
+    assert ReconciliationLog.objects.get(report_id=response.json()["report_id"]).dispatched_at is not None
 
 
 def test_zero_and_maximum_claims_are_accepted(api: APIClient, world: World) -> None:

@@ -6,12 +6,15 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.test import APIClient
 
 from reconcile_project.config import RateLimitSettings
 from reconciliation.api import throttling
+from reconciliation.models import AffiliateAPIKey
 from tests.api.conftest import World, bearer, submission
+from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -67,8 +70,8 @@ def test_staff_run_is_rate_limited(api: APIClient, world: World, limits: None) -
 
 
 def test_redis_down_lets_requests_through(api: APIClient, world: World, limits: None) -> None:
-    broken = mock.Mock()
-    broken.pipeline.side_effect = RedisConnectionError("down")
+    # A client of a Redis that is not there: every command fails to connect.
+    broken = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
     with mock.patch.object(throttling, "get_redis", return_value=broken):
         for _ in range(5):
             assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 200
@@ -102,10 +105,30 @@ def test_after_n_failed_keys_an_address_gets_429_with_retry_after(
     assert 1 <= retry_after <= 60
     error = response.json()["error"]
     assert error["code"] == "too_many_auth_failures" and error["retry_after"] == retry_after
-    # The right key from that address waits too (or the guesser would learn which guess was right) ...
+    # The right key from that address waits too (or the guesser would learn which guess was right), and so
+    # do a real key of the wrong kind (a 403 would say it is real) and a revoked one ...
     assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 429
+    assert api.get("/api/v1/affiliates/me", **bearer(world.client_key)).status_code == 429
+    AffiliateAPIKey.objects.filter(affiliate=world.owner).update(revoked=True)
+    assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 429
+    AffiliateAPIKey.objects.filter(affiliate=world.owner).update(revoked=False)
     # ... while another address is not affected.
     assert api.get("/api/v1/affiliates/me", REMOTE_ADDR="192.0.2.10", **bearer(world.owner_key)).status_code == 200
+
+
+def test_an_authenticated_request_costs_one_redis_round_trip(api: APIClient, world: World, limits: None) -> None:
+    # The rate limit of the key and the failed-authentication check of the address share one script call.
+    sent: list[Any] = []
+    original = redis.connection.Connection.send_packed_command
+
+    def counting(self: redis.connection.Connection, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        original(self, command, check_health)
+
+    assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 200  # connection made
+    with mock.patch.object(redis.connection.Connection, "send_packed_command", counting):
+        assert api.get("/api/v1/affiliates/me", **bearer(world.owner_key)).status_code == 200
+    assert len(sent) == 1
 
 
 def test_good_keys_and_missing_credentials_do_not_count(
