@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "platforms",
     "alerts",
     "chat",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -217,6 +218,9 @@ CELERY_TASK_ROUTES = {
     "reconciliation.tasks.sweep_due": {"queue": "maintenance"},
     "reconciliation.tasks.check_outages": {"queue": "maintenance"},
     "reconciliation.tasks.purge_idempotency_keys": {"queue": "maintenance"},
+    # Notifications have a queue of their own: a slow receiver never holds up reconciliation.
+    "notifications.tasks.deliver": {"queue": "notifications"},
+    "notifications.tasks.sweep_deliveries": {"queue": "notifications"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes every database connection before and after each task unless this is set,
@@ -392,6 +396,20 @@ DISCORD_APPLICATION_ID = env_str("DISCORD_APPLICATION_ID").strip()
 #: The Slack app's signing secret, verifying the slash commands' HMAC signatures.
 SLACK_SIGNING_SECRET = env_str("SLACK_SIGNING_SECRET")
 
+# --- E-mail (notification destinations of kind EMAIL) ----------------------------------------------------
+# Development prints mails on the console; production sends through SMTP (EMAIL_HOST, EMAIL_PORT, ...).
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alerts@reconcile.localhost")
+
 # --- Platforms ------------------------------------------------------------------------------------
 PLATFORM_SLUGS = ("reddit", "instagram", "tiktok", "youtube", "x", "meta")
 SANDBOX_URL = env_str("SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
@@ -449,3 +467,18 @@ CIRCUIT_BREAKER = _group("CIRCUIT_BREAKER", rule_config.CircuitBreakerSettings)
 BACKOFF_POLICY = _group("BACKOFF_POLICY", rule_config.BackoffPolicy)
 DATA_QUALITY_SETTINGS = _group("DATA_QUALITY_SETTINGS", rule_config.DataQualitySettings)
 RATE_LIMIT_SETTINGS = _group("RATE_LIMIT_SETTINGS", rule_config.RateLimitSettings)
+NOTIFICATIONS = _group("NOTIFICATIONS", rule_config.NotificationSettings)
+if not PRODUCTION:
+    # Development and tests deliver to receivers on this machine (the platform sandbox's inbox).
+    NOTIFICATIONS = NOTIFICATIONS.model_copy(
+        update={
+            name: True
+            for name in ("allow_private_addresses", "allow_http")
+            if not os.environ.get(f"NOTIFICATIONS__{name.upper()}")
+        }
+    )
+CELERY_BEAT_SCHEDULE["sweep-notifications"] = {
+    "task": "notifications.tasks.sweep_deliveries",
+    "schedule": NOTIFICATIONS.sweep_interval_seconds,
+    "options": {"queue": "notifications", "expires": NOTIFICATIONS.sweep_interval_seconds * 2},
+}

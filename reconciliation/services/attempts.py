@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from alerts.services import alert_raise
+from notifications.services import notify_report_reconciled
 from platforms.fetcher import FetchOutcome
 from platforms.models import quota_rps_of
 from reconcile_project.config import RuleOverrideError, RuleSet
@@ -374,6 +375,15 @@ def attempt_apply(
             str(classification.level) if classification.level else None,
         )
         _raise_outcome_alerts(claimed, classification, decision, missing_reason, now, raised, verdict_changed)
+        notify_report_reconciled(
+            report_id=claimed.report_id,
+            changed=verdict_changed,
+            previous_status=log["status"],
+            status=str(status),
+            level=str(classification.level) if classification.level else None,
+            is_recheck=claimed.is_recheck,
+            now=now,
+        )
 
     result = AttemptResult(
         report_id=claimed.report_id,
