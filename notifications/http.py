@@ -47,10 +47,10 @@ def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
         ip = ip.ipv4_mapped
     if ip in METADATA_ADDRESSES or ip.is_link_local:
         return "a link-local or metadata address"
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-        return "a reserved address"
     if ip.is_loopback:
         return None if allow_private else "a loopback address"
+    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        return "a reserved address"
     if not ip.is_global:
         return None if allow_private else "a private address"
     return None
