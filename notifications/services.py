@@ -110,7 +110,7 @@ def notify_report_reconciled(
             Delivery(event_type=Event.REPORT_RECONCILED, subscription=s, report_id=report_id, context=context)
             for s in subscriptions
         ],
-        now,
+        timezone.now(),
     )
 
 

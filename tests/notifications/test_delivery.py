@@ -397,3 +397,29 @@ def test_metrics_count_deliveries_by_destination_kind_and_outcome(inbox: Inbox) 
     deliver_all()
     assert _metric("notification_deliveries_total", kind="slack", outcome="delivered") == before[("slack", "delivered")] + 1
     assert _metric("notification_deliveries_total", kind="webhook", outcome="retrying") == before[("webhook", "retrying")] + 1
+
+
+# --- the README's verification example -----------------------------------------------------------------
+
+
+def test_the_readme_verification_example_accepts_our_signature_and_rejects_replays() -> None:
+    """Runs the exact code block of the README's "Verifying a signature" section."""
+    import re
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("<!-- webhook-verification-example -->", 2)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    assert len(code.group(1).strip().splitlines()) <= 12
+    namespace: dict[str, Any] = {}
+    exec(code.group(1), namespace)  # noqa: S102 - the README's own example, checked as documented
+    verify = namespace["verify"]
+    body = b'{"id":"e1","type":"alert.created"}'
+    now = int(time.time())
+    assert verify("whsec_s", body, signing.sign("whsec_s", body, now))
+    assert not verify("whsec_other", body, signing.sign("whsec_s", body, now))
+    assert not verify("whsec_s", body + b" ", signing.sign("whsec_s", body, now))
+    assert not verify("whsec_s", body, signing.sign("whsec_s", body, now - 301))  # a replay
+    assert not verify("whsec_s", body, "garbage")
