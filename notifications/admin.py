@@ -49,7 +49,7 @@ class DestinationForm(forms.ModelForm):
         ]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         kind = data.get("kind")
         if kind == Destination.Kind.EMAIL and not (data.get("recipients") or "").strip():
             self.add_error("recipients", "An e-mail destination needs at least one address.")

@@ -93,8 +93,8 @@ class _PinnedAdapter(HTTPAdapter):
     def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         if host_params.get("scheme") == "https":
-            pool_kwargs["server_hostname"] = self.hostname
-            pool_kwargs["assert_hostname"] = self.hostname
+            # urllib3 pool keys: SNI and the certificate's name are the URL's host, not the address.
+            pool_kwargs = {**pool_kwargs, "server_hostname": self.hostname, "assert_hostname": self.hostname}  # type: ignore[typeddict-unknown-key]
         return host_params, pool_kwargs
 
 
@@ -124,7 +124,9 @@ def post(url: str, body: bytes, headers: dict[str, str], config: NotificationSet
             stream=True,
             timeout=(config.connect_timeout_seconds, config.read_timeout_seconds),
         ) as response:
-            raw = response.raw.read(config.max_response_bytes, decode_content=False) if config.max_response_bytes else b""
+            raw = (
+                response.raw.read(config.max_response_bytes, decode_content=False) if config.max_response_bytes else b""
+            )
             latency_ms = (time.perf_counter() - started) * 1000
             return Response(
                 status_code=response.status_code,

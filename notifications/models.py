@@ -178,9 +178,7 @@ class Delivery(models.Model):
             )
         ]
         indexes = [
-            models.Index(
-                fields=["next_attempt_at"], condition=Q(status="PENDING"), name="delivery_pending_due_idx"
-            ),
+            models.Index(fields=["next_attempt_at"], condition=Q(status="PENDING"), name="delivery_pending_due_idx"),
             models.Index(fields=["status", "-created_at"], name="delivery_status_created_idx"),
         ]
 
@@ -194,7 +192,7 @@ class Delivery(models.Model):
     @property
     def kind(self) -> str:
         """The metrics' ``kind`` label: slack, webhook, email or subscription."""
-        return self.destination.kind.lower() if self.destination_id else "subscription"
+        return self.destination.kind.lower() if self.destination is not None else "subscription"
 
 
 class DeliveryAttempt(models.Model):

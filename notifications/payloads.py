@@ -57,8 +57,8 @@ def alert_data(alert: Alert, config: NotificationSettings, *, for_client: bool) 
         "title": alert.title,
         "message": alert.message,
         "occurrence_count": alert.occurrence_count,
-        "affiliate": {"id": alert.affiliate_id, "name": alert.affiliate.name} if alert.affiliate_id else None,
-        "platform": alert.platform.slug if alert.platform_id else None,
+        "affiliate": {"id": alert.affiliate.pk, "name": alert.affiliate.name} if alert.affiliate is not None else None,
+        "platform": alert.platform.slug if alert.platform is not None else None,
         "report_id": alert.report_id,
         "campaign_id": post.campaign_id if post is not None else None,
         "post_url": post.url if post is not None else None,
@@ -148,7 +148,9 @@ def slack_body(event: dict[str, Any]) -> dict[str, Any]:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"<{alert['admin_url']}|Open alert #{alert['id']} in the admin>"}],
+                "elements": [
+                    {"type": "mrkdwn", "text": f"<{alert['admin_url']}|Open alert #{alert['id']} in the admin>"}
+                ],
             }
         )
     colour = "#2e7d32" if resolved else SEVERITY_COLOUR.get(alert["severity"], "#9e9e9e")

@@ -212,7 +212,9 @@ def sweep_deliveries(*, now: dt.datetime | None = None, batch: int | None = None
     unsent = sorted(set(ids) - set(sent))
     if unsent:
         Delivery.objects.filter(pk__in=unsent, dispatched_at=now).update(dispatched_at=None)
-        logger.warning("Notification sweeper could not reach the broker", extra={"selected": len(ids), "failed": len(unsent)})
+        logger.warning(
+            "Notification sweeper could not reach the broker", extra={"selected": len(ids), "failed": len(unsent)}
+        )
     else:
         logger.info("Notification sweeper published due deliveries", extra={"sent": len(ids)})
     return SweepResult(len(ids), len(sent))
@@ -231,6 +233,7 @@ def _breaker(conf: NotificationSettings) -> CircuitBreaker:
             failure_threshold=conf.breaker_failure_threshold,
             open_cooldown_seconds=conf.breaker_cooldown_seconds,
             half_open_probe_count=1,
+            max_in_flight=CircuitBreakerSettings.model_fields["max_in_flight"].default,
             in_flight_lease_seconds=conf.lease_seconds,
             slow_call_seconds=conf.connect_timeout_seconds + conf.read_timeout_seconds,
         ),

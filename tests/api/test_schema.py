@@ -163,7 +163,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(generous_lim
         "campaign_id": world.campaign.pk,
         "affiliate_id": world.owner.pk,
         "alert_id": alerts[0].pk,
-        "webhook_id": WebhookSubscription.objects.create(client=world.client, url="https://example.com/h", events=[]).pk,
+        "webhook_id": WebhookSubscription.objects.create(client=world.client, url="https://example.com/h").pk,
     }
     # A cursor is a reference the API issued, like an id: positive cases page with real ones.
     cursors = {

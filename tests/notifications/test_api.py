@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from notifications.models import Delivery, WebhookSubscription
 from notifications.services import notify_report_reconciled
 from tests import factories
-from tests.api.conftest import bearer, client_with_key, affiliate_with_key
+from tests.api.conftest import affiliate_with_key, bearer, client_with_key
 from tests.notifications.conftest import notification_settings
 
 pytestmark = pytest.mark.django_db

@@ -93,8 +93,19 @@ def test_alerts_raised_while_the_broker_is_down_are_delivered_exactly_once_after
         try:
             procs.append(
                 start(
-                    ["worker", "-Q", "notifications", "--pool", "threads", "-c", "4", "-n", "notify@%h",
-                     "--without-gossip", "--without-mingle"],
+                    [
+                        "worker",
+                        "-Q",
+                        "notifications",
+                        "--pool",
+                        "threads",
+                        "-c",
+                        "4",
+                        "-n",
+                        "notify@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                    ],
                     env,
                     tmp_path / "worker.out",
                 )

@@ -98,8 +98,10 @@ def test_a_500_is_retried_on_schedule_then_delivered_with_the_same_event_id(inbo
     delivery.refresh_from_db()
     conf = services.config()
     first_wait = (delivery.next_attempt_at - t0).total_seconds()
-    assert conf.initial_delay_seconds * (1 - conf.jitter_pct) <= first_wait <= conf.initial_delay_seconds * (
-        1 + conf.jitter_pct
+    assert (
+        conf.initial_delay_seconds * (1 - conf.jitter_pct)
+        <= first_wait
+        <= conf.initial_delay_seconds * (1 + conf.jitter_pct)
     )
     assert (delivery.status, delivery.attempts, delivery.response_code, delivery.last_error) == (
         "PENDING",
@@ -168,7 +170,7 @@ def test_a_dead_destination_opens_its_breaker_and_the_others_still_deliver(inbox
     with notification_settings(breaker_failure_threshold=2):
         outcomes: dict[int, list[str]] = {dead.pk: [], live.pk: []}
         for delivery in Delivery.objects.order_by("pk"):
-            outcomes[delivery.destination_id].append(services.deliver(delivery.pk))
+            outcomes[int(delivery.destination_id or 0)].append(services.deliver(delivery.pk))
         assert services.breaker().state(dead.breaker_key) == "OPEN"
         assert services.breaker().state(live.breaker_key) == "CLOSED"
     # Two real tries reached the dead endpoint; the rest were deferred without a try (no worker time spent).
@@ -338,10 +340,10 @@ def test_resolving_an_alert_notifies_destinations_that_route_resolutions(inbox: 
     alert = raise_overclaim()
     alert_resolve(alert=alert, user=user, note="checked with the affiliate")
     rows = Delivery.objects.order_by("pk")
-    assert [(d.destination.name, d.event_type) for d in rows] == [
-        ("both", "alert.created"),
-        ("created", "alert.created"),
-        ("both", "alert.resolved"),
+    assert [(str(d.destination), d.event_type) for d in rows] == [
+        ("both (HTTPS webhook (JSON, signed))", "alert.created"),
+        ("created (HTTPS webhook (JSON, signed))", "alert.created"),
+        ("both (HTTPS webhook (JSON, signed))", "alert.resolved"),
     ]
     deliver_all()
     resolved = [g for g in inbox.received("both") if g["event_type"] == "alert.resolved"][0]["body"]["data"]["alert"]
@@ -395,8 +397,14 @@ def test_metrics_count_deliveries_by_destination_kind_and_outcome(inbox: Inbox) 
     }
     raise_overclaim()
     deliver_all()
-    assert _metric("notification_deliveries_total", kind="slack", outcome="delivered") == before[("slack", "delivered")] + 1
-    assert _metric("notification_deliveries_total", kind="webhook", outcome="retrying") == before[("webhook", "retrying")] + 1
+    assert (
+        _metric("notification_deliveries_total", kind="slack", outcome="delivered")
+        == before[("slack", "delivered")] + 1
+    )
+    assert (
+        _metric("notification_deliveries_total", kind="webhook", outcome="retrying")
+        == before[("webhook", "retrying")] + 1
+    )
 
 
 # --- the README's verification example -----------------------------------------------------------------
@@ -423,3 +431,15 @@ def test_the_readme_verification_example_accepts_our_signature_and_rejects_repla
     assert not verify("whsec_s", body + b" ", signing.sign("whsec_s", body, now))
     assert not verify("whsec_s", body, signing.sign("whsec_s", body, now - 301))  # a replay
     assert not verify("whsec_s", body, "garbage")
+
+
+def test_https_to_the_checked_address_still_verifies_the_hosts_certificate() -> None:
+    """The request goes to the checked IP; SNI and the certificate check use the URL's host name."""
+    import requests
+
+    adapter = http._PinnedAdapter("hooks.example.com")
+    request = requests.Request("POST", "https://93.184.215.14:443/hook").prepare()
+    host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(request, True)
+    assert host_params == {"scheme": "https", "host": "93.184.215.14", "port": 443}
+    assert pool_kwargs["server_hostname"] == pool_kwargs["assert_hostname"] == "hooks.example.com"  # type: ignore[typeddict-item]
+    assert pool_kwargs["cert_reqs"] == "CERT_REQUIRED"

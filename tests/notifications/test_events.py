@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -25,6 +26,11 @@ def fetch(views: int, clicks: int, conversions: int) -> Any:
     return fetcher
 
 
+def due(log: ReconciliationLog) -> dt.datetime:
+    assert log.next_attempt_at is not None
+    return log.next_attempt_at
+
+
 @pytest.mark.django_db
 def test_report_reconciled_on_the_first_verdict_and_on_a_recheck_that_changes_it(inbox: Inbox) -> None:
     client = factories.client()
@@ -38,19 +44,21 @@ def test_report_reconciled_on_the_first_verdict_and_on_a_recheck_that_changes_it
         claimed_clicks=50,
         claimed_conversions=5,
     )
-    result = attempt_run(report_id=report.pk, worker="test", fetcher=fetch(1000, 50, 5), clock=lambda: report.submitted_at)
+    result = attempt_run(
+        report_id=report.pk, worker="test", fetcher=fetch(1000, 50, 5), clock=lambda: report.submitted_at
+    )
     assert isinstance(result, AttemptResult) and result.status == "MATCHED"
     assert list(Delivery.objects.values_list("event_type", flat=True)) == ["report.reconciled"]
 
     # A re-check that finds the same numbers confirms the verdict: no event.
     log = ReconciliationLog.objects.get(report=report)
-    result = attempt_run(report_id=report.pk, worker="test", fetcher=fetch(1000, 50, 5), clock=lambda: log.next_attempt_at)
+    result = attempt_run(report_id=report.pk, worker="test", fetcher=fetch(1000, 50, 5), clock=lambda: due(log))
     assert isinstance(result, AttemptResult) and result.status == "MATCHED"
     assert Delivery.objects.count() == 1
 
     # A re-check that finds the platform lower turns it into an over-claim: a verdict event and the alert.
     log.refresh_from_db()
-    result = attempt_run(report_id=report.pk, worker="test", fetcher=fetch(500, 50, 5), clock=lambda: log.next_attempt_at)
+    result = attempt_run(report_id=report.pk, worker="test", fetcher=fetch(500, 50, 5), clock=lambda: due(log))
     assert isinstance(result, AttemptResult) and result.status == "AFFILIATE_OVERCLAIMED"
     assert sorted(Delivery.objects.values_list("event_type", flat=True)) == [
         "alert.created",
