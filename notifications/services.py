@@ -6,10 +6,12 @@ destination or subscription that wants it and, once that transaction commits, pu
 row to the ``notifications`` queue. Publishing is best effort: a broker that is down only delays delivery,
 because the sweeper (a beat task) re-publishes every due row that was not sent recently.
 
-**Sending** (:func:`deliver`). A sender *claims* a row in a short transaction (``SELECT … FOR UPDATE SKIP
-LOCKED`` on a PENDING, due, unleased row; it takes a lease and counts the try), sends outside any
-transaction, then records the try and its outcome if the lease is still its own. Two messages for one row
-(the on-commit publish and a sweep) never send it twice at once: the second finds it leased or delivered.
+**Sending** (:func:`deliver`). A sender *claims* a row in a short transaction (``SELECT … FOR UPDATE`` of a
+PENDING, due, unleased row; it takes a lease and counts the try), sends outside any transaction, then
+records the try and its outcome if the lease is still its own. Two messages for one row (the on-commit
+publish and a sweep) never send it twice at once: the second waits for the first's claim to commit, then
+finds the row leased (or delivered) and does nothing. Rows are written already marked as dispatched, so a
+successful publish costs no second write; a failed one clears the mark for the sweeper.
 A sender that dies mid-send leaves a lease that expires, and the row is sent again (at-least-once: the
 payload ``id`` lets receivers deduplicate).
 
@@ -139,6 +141,7 @@ def _enqueue(rows: list[Delivery], now: dt.datetime) -> list[Delivery]:
         return []
     for row in rows:
         row.next_attempt_at = now
+        row.dispatched_at = now  # cleared if the publish after commit fails
     created = Delivery.objects.bulk_create(rows)
     publish_on_commit([d.pk for d in created])
     return created
@@ -148,11 +151,13 @@ def _enqueue(rows: list[Delivery], now: dt.datetime) -> list[Delivery]:
 
 
 def publish(delivery_ids: Iterable[int]) -> list[int]:
-    """Publish one deliver message per id; returns those the broker took (marked dispatched)."""
+    """Publish one deliver message per id; returns those the broker took. The others are marked
+    undispatched, so the next sweep publishes them at once."""
     from reconcile_project.celery import app
 
+    ids = list(delivery_ids)
     sent: list[int] = []
-    for delivery_id in delivery_ids:
+    for delivery_id in ids:
         try:
             app.send_task(
                 DELIVER_TASK,
@@ -169,8 +174,11 @@ def publish(delivery_ids: Iterable[int]) -> list[int]:
             )
             break
         sent.append(delivery_id)
-    if sent:
-        Delivery.objects.filter(pk__in=sent, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+    unsent = ids[len(sent) :]
+    if unsent:
+        Delivery.objects.filter(pk__in=unsent, status=Delivery.Status.PENDING, lease_until__isnull=True).update(
+            dispatched_at=None
+        )
     return sent
 
 
@@ -298,7 +306,7 @@ def _claim(delivery_id: int, now: dt.datetime) -> Claim | None:
     conf = config()
     with transaction.atomic():
         d = (
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            Delivery.objects.select_for_update(of=("self",))
             .select_related("destination", "subscription")
             .filter(pk=delivery_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now)
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))

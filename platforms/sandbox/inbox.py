@@ -6,6 +6,7 @@
 ``GET    /_control/webhooks[/<name>]``  ``{"count": n, "received": [...]}``, oldest first: name, received_at
          (epoch seconds), answered status, event id and type, delivery id, signature verdict
          (``verified``: true/false, or null when no secret was given for the name) and the JSON body.
+``GET    /_control/webhooks/<name>/count``  ``{"name", "count"}`` without the bodies.
 ``PUT    /_control/webhooks/<name>``  ``{"secret", "status", "times", "location", "delay_ms"}``: verify
          signatures with ``secret``; answer the next ``times`` requests (absent: every request) with
          ``status`` (and a ``Location`` header), after ``delay_ms``.
@@ -90,6 +91,10 @@ class WebhookInbox:
         with self._lock:
             records = [r for r in self._records if name is None or r["name"] == name]
         return {"count": len(records), "received": records}
+
+    def count(self, name: str) -> int:
+        with self._lock:
+            return sum(1 for r in self._records if r["name"] == name)
 
     def reset(self) -> None:
         with self._lock:

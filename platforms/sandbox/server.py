@@ -146,6 +146,8 @@ class SandboxApp:
             if method == "DELETE" and not rest:
                 self.inbox.reset()
                 return Reply(200, {"ok": True})
+            if method == "GET" and len(rest) == 2 and rest[1] == "count":
+                return Reply(200, {"name": rest[0], "count": self.inbox.count(rest[0])})
             if method == "PUT" and len(rest) == 1:
                 return Reply(200, self.inbox.script(rest[0], _json(body)))
             return self._only(method, "GET") or Reply(200, self.inbox.received(rest[0] if rest else None))
