@@ -1,15 +1,18 @@
 """Notification benchmark: 10,000 alerts, each delivered as a signed webhook to a local receiver.
 
-    .venv/bin/python bench/notify.py [--alerts 10000] [--workers 1] [--concurrency 8]
+    .venv/bin/python bench/notify.py [--alerts 10000] [--raisers 4] [--workers 1] [--concurrency 8]
+                                     [--paced 600] [--paced-rate 20]
 
 Each alert is raised in its own transaction (``alert_raise``, which writes the delivery row, the outbox,
-in that transaction and publishes it on commit), as fast as one process can; Celery workers on the
-``notifications`` queue (threads pool, as the ``notifier`` process of ``make run``) claim, sign and POST
-each one to the platform sandbox's webhook inbox, which timestamps what it receives. Printed (JSON only):
+in that transaction and publishes it on commit) by ``--raisers`` threads as fast as they can; Celery
+workers on the ``notifications`` queue (threads pool, as the ``notifier`` process of ``make run``) claim,
+sign and POST each one to the platform sandbox's webhook inbox, which timestamps what it receives. Then a
+paced run raises ``--paced`` alerts at ``--paced-rate``/s, below capacity. Printed (JSON only):
 
-* ``deliveries_per_second``: alerts / (last receipt − first commit);
-* ``delay_ms``: p50/p95/max from an alert's commit to its receipt at the receiver (the burst queues, so
-  this is the delay under a 10,000-alert burst, not of a lone alert);
+* ``burst.deliveries_per_second``: alerts / (last receipt − first commit) for the 10,000-alert burst;
+* ``burst.delay_ms``: p50/p95/max from an alert's commit to its receipt at the receiver during the burst
+  (alerts queue while the burst lasts, so this is the delay under load);
+* ``paced.delay_ms``: the same delay when the workers keep up (the delay of an alert on a normal day);
 * ``worker_cpu_seconds`` and ``deliveries_per_worker_cpu_second``: the workers' CPU (``/proc``), a figure
   less sensitive to a busy machine than wall-clock throughput;
 * ``exactly_once``: every event id received once and every delivery row DELIVERED.
@@ -111,11 +114,78 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def raise_alerts(n: int, threads: int, rate: float | None) -> dict[int, float]:
+    """Raise ``n`` alerts from ``threads`` threads (at ``rate``/s in all when given); alert id -> commit time."""
+    import threading
+
+    from django.db import connection
+
+    settings = AlertingSettings.model_validate({})
+    committed: dict[int, float] = {}
+    lock = threading.Lock()
+    counter = iter(range(n))
+    started = time.monotonic()
+
+    def raiser() -> None:
+        try:
+            for k in counter:
+                if rate:
+                    time.sleep(max(0.0, started + k / rate - time.monotonic()))
+                with transaction.atomic():
+                    raised = alert_raise(
+                        alert_type=Alert.Type.MISSING_DATA,
+                        severity=Alert.Severity.MEDIUM,
+                        title=f"bench alert {k}",
+                        settings=settings,
+                    )
+                at = time.time()  # after the commit (and its publish)
+                with lock:
+                    committed[raised.alert.pk] = at
+        finally:
+            connection.close()
+
+    pool = [threading.Thread(target=raiser) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return committed
+
+
+def summarise(committed: dict[int, float], received: list[dict]) -> dict[str, object]:
+    delays: list[float] = []
+    event_ids: set[str] = set()
+    last_receipt, verified = 0.0, 0
+    for record in received:
+        alert_id = record["body"]["data"]["alert"]["id"]
+        if alert_id in committed and record["status"] == 200:
+            delays.append((record["received_at"] - committed[alert_id]) * 1000)
+            event_ids.add(record["event_id"])
+            last_receipt = max(last_receipt, record["received_at"])
+            verified += bool(record["verified"])
+    first_commit, last_commit = min(committed.values()), max(committed.values())
+    return {
+        "alerts": len(committed),
+        "received_once": len(event_ids) == len(delays) == len(committed),
+        "signatures_verified": verified,
+        "raise_per_second": round(len(committed) / max(last_commit - first_commit, 1e-9), 1),
+        "deliveries_per_second": round(len(delays) / (last_receipt - first_commit), 1),
+        "delay_ms": {
+            "p50": round(statistics.median(delays), 1),
+            "p95": round(percentile(delays, 0.95), 1),
+            "max": round(max(delays), 1),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alerts", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=8, help="threads per worker process")
+    parser.add_argument("--raisers", type=int, default=4, help="threads raising the burst's alerts")
+    parser.add_argument("--paced", type=int, default=600, help="alerts of the paced run (0: none)")
+    parser.add_argument("--paced-rate", type=float, default=20.0, help="alerts per second of the paced run")
     args = parser.parse_args()
 
     redis_binary = shutil.which("redis-server")
@@ -173,59 +243,35 @@ def main() -> None:
         from reconcile_project.celery import app
 
         wait_for(lambda: len(app.control.ping(timeout=0.5) or []) >= args.workers, 60, "the notification workers")
-        cpu_before = sum(cpu_seconds(w.pid) for w in workers)
 
-        settings = AlertingSettings.model_validate({})
-        committed: dict[int, float] = {}
-        started = time.perf_counter()
-        for n in range(args.alerts):
-            with transaction.atomic():
-                raised = alert_raise(
-                    alert_type=Alert.Type.MISSING_DATA,
-                    severity=Alert.Severity.MEDIUM,
-                    title=f"bench alert {n}",
-                    settings=settings,
-                )
-            committed[raised.alert.pk] = time.time()
-        raise_seconds = time.perf_counter() - started
+        received_before = 0  # the inbox keeps the burst's receipts while the paced run adds its own
 
         def count() -> int:
             return int(requests.get(f"{SANDBOX}/_control/webhooks/bench/count", timeout=5).json()["count"])
 
-        wait_for(lambda: count() >= args.alerts, 600, f"{args.alerts} receipts")
-        cpu_used = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
-        received = requests.get(f"{SANDBOX}/_control/webhooks/bench", timeout=60).json()["received"]
+        def run(n: int, threads: int, rate: float | None) -> dict[str, object]:
+            nonlocal received_before
+            committed = raise_alerts(n, threads, rate)
+            wait_for(lambda: count() >= received_before + n, 1200, f"{n} receipts")
+            received = requests.get(f"{SANDBOX}/_control/webhooks/bench", timeout=120).json()["received"]
+            received_before += n
+            return summarise(committed, received)
 
-        delays: list[float] = []
-        event_ids = set()
-        last_receipt = 0.0
-        verified = 0
-        for record in received:
-            alert_id = record["body"]["data"]["alert"]["id"]
-            if alert_id in committed and record["status"] == 200:
-                delays.append((record["received_at"] - committed[alert_id]) * 1000)
-                event_ids.add(record["event_id"])
-                last_receipt = max(last_receipt, record["received_at"])
-                verified += bool(record["verified"])
-        first_commit = min(committed.values())
+        cpu_before = sum(cpu_seconds(w.pid) for w in workers)
+        burst = run(args.alerts, args.raisers, None)
+        cpu_used = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
+        burst["worker_cpu_seconds"] = round(cpu_used, 2)
+        burst["deliveries_per_worker_cpu_second"] = round(args.alerts / cpu_used, 1) if cpu_used else None
+        paced = run(args.paced, 1, args.paced_rate) if args.paced else None
         rows = Delivery.objects.filter(destination=destination)
+        total = args.alerts + args.paced
         result = {
-            "alerts": args.alerts,
             "workers": args.workers,
             "threads_per_worker": args.concurrency,
-            "raise_per_second": round(args.alerts / raise_seconds, 1),
-            "deliveries_per_second": round(len(delays) / (last_receipt - first_commit), 1),
-            "delay_ms": {
-                "p50": round(statistics.median(delays), 1),
-                "p95": round(percentile(delays, 0.95), 1),
-                "max": round(max(delays), 1),
-            },
-            "worker_cpu_seconds": round(cpu_used, 2),
-            "deliveries_per_worker_cpu_second": round(len(delays) / cpu_used, 1) if cpu_used else None,
-            "signatures_verified": verified,
-            "exactly_once": len(received) == len(event_ids) == args.alerts
-            and rows.filter(status="DELIVERED").count() == args.alerts,
-            "tries": DeliveryAttempt.objects.filter(delivery__destination=destination).count(),
+            "burst": burst,
+            "paced": paced,
+            "exactly_once": rows.filter(status="DELIVERED").count() == total
+            and DeliveryAttempt.objects.filter(delivery__destination=destination).count() == total,
             "load_average": [round(x, 2) for x in os.getloadavg()],
         }
         print(json.dumps(result, indent=2))

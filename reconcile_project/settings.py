@@ -220,7 +220,7 @@ CELERY_TASK_ROUTES = {
     "reconciliation.tasks.purge_idempotency_keys": {"queue": "maintenance"},
     # Notifications have a queue of their own: a slow receiver never holds up reconciliation.
     "notifications.tasks.deliver": {"queue": "notifications"},
-    "notifications.tasks.sweep_deliveries": {"queue": "notifications"},
+    "notifications.tasks.sweep_deliveries": {"queue": "maintenance"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes every database connection before and after each task unless this is set,
@@ -480,5 +480,5 @@ if not PRODUCTION:
 CELERY_BEAT_SCHEDULE["sweep-notifications"] = {
     "task": "notifications.tasks.sweep_deliveries",
     "schedule": NOTIFICATIONS.sweep_interval_seconds,
-    "options": {"queue": "notifications", "expires": NOTIFICATIONS.sweep_interval_seconds * 2},
+    "options": {"queue": "maintenance", "expires": NOTIFICATIONS.sweep_interval_seconds * 2},
 }

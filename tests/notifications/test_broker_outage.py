@@ -96,7 +96,7 @@ def test_alerts_raised_while_the_broker_is_down_are_delivered_exactly_once_after
                     [
                         "worker",
                         "-Q",
-                        "notifications",
+                        "notifications,maintenance",
                         "--pool",
                         "threads",
                         "-c",
