@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,6 +33,10 @@ METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_addres
 
 class Refused(Exception):
     """The URL may not be called (scheme, address); no request was made."""
+
+
+class Unresolvable(Refused):
+    """The host name does not resolve (perhaps only for now); no request was made."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ def check_url(url: str, config: NotificationSettings) -> tuple[str, int, IPAddre
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise Refused(f"{host} does not resolve ({exc})") from None
+        raise Unresolvable(f"{host} does not resolve ({exc})") from None
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for ip in addresses:
         problem = address_problem(ip, allow_private=config.allow_private_addresses)
@@ -98,6 +104,28 @@ class _PinnedAdapter(HTTPAdapter):
         return host_params, pool_kwargs
 
 
+_local = threading.local()
+#: Keep-alive sessions per thread, one per (scheme, host, port, checked address); least recently used out.
+SESSIONS_PER_THREAD = 32
+
+
+def _session(scheme: str, host: str, port: int, ip: IPAddress) -> requests.Session:
+    sessions: OrderedDict[tuple[str, str, int, str], requests.Session] = getattr(_local, "sessions", None) or (
+        OrderedDict()
+    )
+    _local.sessions = sessions
+    key = (scheme, host, port, str(ip))
+    session = sessions.pop(key, None)
+    if session is None:
+        session = requests.Session()
+        session.trust_env = False  # no proxy from the environment may see (or redirect) the payload
+        session.mount(f"{scheme}://", _PinnedAdapter(host))
+        while len(sessions) >= SESSIONS_PER_THREAD:
+            sessions.popitem(last=False)[1].close()
+    sessions[key] = session
+    return session
+
+
 def post(url: str, body: bytes, headers: dict[str, str], config: NotificationSettings) -> Response:
     """POST ``body`` to ``url`` safely. Raises :class:`Refused` (nothing sent) or ``requests.RequestException``."""
     host, port, ip = check_url(url, config)
@@ -106,9 +134,8 @@ def post(url: str, body: bytes, headers: dict[str, str], config: NotificationSet
     pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
     default_port = 443 if parts.scheme == "https" else 80
     host_header = host if port == default_port else f"{host}:{port}"
-    session = requests.Session()
-    session.trust_env = False  # no proxy from the environment may see (or redirect) the payload
-    session.mount(f"{parts.scheme}://", _PinnedAdapter(host))
+    # Connections are kept alive per checked address: a host that resolves elsewhere gets a new session.
+    session = _session(parts.scheme, host, port, ip)
     started = time.perf_counter()
     try:
         with session.post(
@@ -134,5 +161,7 @@ def post(url: str, body: bytes, headers: dict[str, str], config: NotificationSet
                 excerpt=raw[:500].decode("utf-8", "replace"),
                 location=response.headers.get("Location", "")[:500],
             )
-    finally:
+    except requests.RequestException:
+        _local.sessions.pop((parts.scheme, host, port, str(ip)), None)
         session.close()
+        raise

@@ -368,6 +368,8 @@ def _send(claim: Claim) -> SendResult:
     }
     try:
         response = http.post(claim.url, body, headers, config())
+    except http.Unresolvable as exc:  # DNS may come back: an ordinary failed try
+        return SendResult(Attempt.NETWORK_ERROR, error=str(exc)[:2000])
     except http.Refused as exc:
         return SendResult(Attempt.REFUSED, error=f"refused: {exc}"[:2000])
     except requests.RequestException as exc:

@@ -443,3 +443,14 @@ def test_https_to_the_checked_address_still_verifies_the_hosts_certificate() -> 
     assert host_params == {"scheme": "https", "host": "93.184.215.14", "port": 443}
     assert pool_kwargs["server_hostname"] == pool_kwargs["assert_hostname"] == "hooks.example.com"  # type: ignore[typeddict-item]
     assert pool_kwargs["cert_reqs"] == "CERT_REQUIRED"
+
+
+@pytest.mark.django_db
+def test_a_host_that_does_not_resolve_is_a_failed_try_that_is_retried() -> None:
+    Destination.objects.create(name="nx", kind="WEBHOOK", url="https://receiver.invalid/hook")
+    raise_overclaim()
+    (delivery,) = Delivery.objects.all()
+    assert services.deliver(delivery.pk) == "retrying"
+    delivery.refresh_from_db()
+    assert delivery.status == "PENDING" and "receiver.invalid does not resolve" in delivery.last_error
+    assert DeliveryAttempt.objects.get(delivery=delivery).outcome == "NETWORK_ERROR"
