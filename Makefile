@@ -51,6 +51,7 @@ run: venv
 	@echo "Admin:    http://127.0.0.1:8000/admin/  (logins, unless set earlier: admin / $${DEMO_ADMIN_PASSWORD:-demo-admin-pass}; analyst / $${DEMO_ANALYST_PASSWORD:-demo-analyst-pass}; ops / $${DEMO_OPS_PASSWORD:-demo-ops-pass})"
 	@echo "API docs: http://127.0.0.1:8000/api/docs/   health: http://127.0.0.1:8000/health/detailed   metrics: /metrics"
 	@echo "Flower:   http://127.0.0.1:5555/  (login: admin / $${DEMO_ADMIN_PASSWORD:-demo-admin-pass}, or FLOWER_BASIC_AUTH)   platform sandbox: http://127.0.0.1:8100/_control/stats"
+	@echo "Webhooks: what the demo's notifications delivered: http://127.0.0.1:8100/_control/webhooks"
 	@echo "Demo:     in another shell, .venv/bin/python manage.py demo"
 	@echo "Stopping: Ctrl-C stops every process below."
 	@echo

@@ -29,6 +29,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from alerts.models import Alert
+from notifications.services import notify_alert_created, notify_alert_resolved
 from reconcile_project.config import AlertingSettings
 from reconcile_project.jsonsafe import json_safe
 from reconcile_project.metrics import ALERT_CREATED_TOTAL
@@ -132,6 +133,8 @@ def alert_raise(
             if existing is None:
                 raise
             return RaisedAlert(_fold(existing, now, severity=severity), created=False)
+        # The notifications' outbox rows, in this transaction: they exist if and only if the alert does.
+        notify_alert_created(alert)
         transaction.on_commit(lambda: _announce(alert))
         return RaisedAlert(alert, created=True)
 
@@ -229,6 +232,7 @@ def _decide(
     now: dt.datetime | None,
     change: Callable[[Alert, dt.datetime], bool],
     label: str | None = None,
+    on_saved: Callable[[Alert], object] | None = None,
 ) -> Alert:
     """Lock ``alert``, apply ``change`` (False: nothing to do) and save it with its history row."""
     now = now or timezone.now()
@@ -245,6 +249,8 @@ def _decide(
         locked._change_reason = f"{label or action} by {who}" + (f": {note}" if note else "")  # type: ignore[attr-defined]
         locked._history_date = now  # type: ignore[attr-defined]
         locked.save()
+        if on_saved is not None:
+            on_saved(locked)
     audit.info(
         f"Business event: alert_{action}",
         extra={"event": f"alert_{action}", "alert_id": locked.pk, "status": locked.status, "actor": who},
@@ -284,7 +290,16 @@ def alert_resolve(
         a.resolution_notes = note
         return True
 
-    return _decide(alert, user=user, actor=actor, action="resolved", note=note, now=now, change=change)
+    return _decide(
+        alert,
+        user=user,
+        actor=actor,
+        action="resolved",
+        note=note,
+        now=now,
+        change=change,
+        on_saved=notify_alert_resolved,
+    )
 
 
 def alert_reopen(

@@ -212,6 +212,48 @@ class BatchSettings(_Group):
     fill_wait_seconds: float = Field(0.25, ge=0, le=60)
 
 
+class NotificationSettings(_Group):
+    """Delivery of notifications and event webhooks (README "Notifications and webhooks")."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS__")
+
+    #: Tries per delivery, the first included; then it is FAILED (visible in the admin, redeliverable).
+    max_attempts: int = Field(8, ge=1)
+    #: Wait after try n: initial_delay_seconds * backoff_multiplier^(n-1), capped, ±jitter_pct. The
+    #: defaults wait about 1 min, 3 min, 10 min, 33 min, 1.7 h, 5.6 h and 18 h: 8 tries over about 26 h.
+    initial_delay_seconds: float = Field(60, gt=0)
+    backoff_multiplier: float = Field(3.2, ge=1)
+    max_delay_seconds: float = Field(86400, gt=0)
+    jitter_pct: float = Field(0.2, ge=0, lt=1)
+    connect_timeout_seconds: float = Field(3.0, gt=0)
+    read_timeout_seconds: float = Field(5.0, gt=0)
+    #: At most this much of a receiver's answer is read (and the first 500 characters kept).
+    max_response_bytes: int = Field(65536, ge=0)
+    #: How long a claimed delivery is exclusively one sender's; longer than a send (connect + read).
+    lease_seconds: int = Field(60, ge=5)
+    #: Loopback and private (RFC 1918, unique-local) receivers are refused unless this is on (on by
+    #: default outside production). Link-local and cloud metadata addresses are always refused.
+    allow_private_addresses: bool = False
+    #: Plain http:// receivers are refused unless this is on (on by default outside production).
+    allow_http: bool = False
+    #: Each destination's breaker (the platform breaker, keyed per destination).
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_cooldown_seconds: float = Field(60, gt=0)
+    #: The beat sweeper re-publishes due deliveries this often; and how many per round.
+    sweep_interval_seconds: float = Field(5.0, gt=0)
+    sweep_batch: int = Field(1000, ge=1)
+    #: Links in notifications (the alert's admin page) start with this.
+    public_base_url: str = "http://127.0.0.1:8000"
+    #: Subscriptions one client may have at once.
+    max_subscriptions_per_client: int = Field(20, ge=1)
+
+    def consistency_errors(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.lease_seconds <= self.connect_timeout_seconds + self.read_timeout_seconds:
+            errors.append(("lease_seconds", "must exceed connect_timeout_seconds + read_timeout_seconds"))
+        return errors
+
+
 class RuleSet(BaseModel):
     """All groups the engine needs, as one frozen value (global defaults or a campaign's)."""
 
@@ -277,6 +319,7 @@ GROUPS: dict[str, tuple[str | None, type[_Group]]] = {
     "BACKOFF_POLICY": (None, BackoffPolicy),
     "RATE_LIMIT_SETTINGS": (None, RateLimitSettings),
     "RECONCILE_BATCH": (None, BatchSettings),
+    "NOTIFICATIONS": (None, NotificationSettings),
 }
 
 #: Groups a campaign may override.

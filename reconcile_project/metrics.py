@@ -82,6 +82,18 @@ HTTP_REQUEST_DURATION = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+NOTIFICATION_DELIVERIES_TOTAL = Counter(
+    "notification_deliveries_total",
+    "Notification delivery tries by destination kind (slack, webhook, email, subscription) and outcome "
+    "(delivered, retrying, failed, deferred).",
+    ["kind", "outcome"],
+)
+NOTIFICATION_DELIVERY_DURATION = Histogram(
+    "notification_delivery_duration_seconds",
+    "Time a receiver took to answer one delivery try, by destination kind.",
+    ["kind"],
+    buckets=_SECONDS_BUCKETS,
+)
 
 BREAKER_STATES = ("CLOSED", "OPEN", "HALF_OPEN", "UNKNOWN")
 #: Kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in sibling lists ``<queue>\x06\x16<n>``.

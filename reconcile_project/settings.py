@@ -101,6 +101,7 @@ INSTALLED_APPS = [
     "platforms",
     "alerts",
     "chat",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +219,9 @@ CELERY_TASK_ROUTES = {
     "reconciliation.tasks.sweep_due": {"queue": "maintenance"},
     "reconciliation.tasks.check_outages": {"queue": "maintenance"},
     "reconciliation.tasks.purge_idempotency_keys": {"queue": "maintenance"},
+    # Notifications have a queue of their own: a slow receiver never holds up reconciliation.
+    "notifications.tasks.deliver": {"queue": "notifications"},
+    "notifications.tasks.sweep_deliveries": {"queue": "maintenance"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes every database connection before and after each task unless this is set,
@@ -393,6 +397,20 @@ DISCORD_APPLICATION_ID = env_str("DISCORD_APPLICATION_ID").strip()
 #: The Slack app's signing secret, verifying the slash commands' HMAC signatures.
 SLACK_SIGNING_SECRET = env_str("SLACK_SIGNING_SECRET")
 
+# --- E-mail (notification destinations of kind EMAIL) ----------------------------------------------------
+# Development prints mails on the console; production sends through SMTP (EMAIL_HOST, EMAIL_PORT, ...).
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alerts@reconcile.localhost")
+
 # --- Platforms ------------------------------------------------------------------------------------
 PLATFORM_SLUGS = ("reddit", "instagram", "tiktok", "youtube", "x", "meta")
 SANDBOX_URL = env_str("SANDBOX_URL", "http://127.0.0.1:8100").rstrip("/")
@@ -457,3 +475,18 @@ if RECONCILE_BATCH.size > 1 and RECONCILE_BATCH.fill_wait_seconds > 0:
     _sweep_every = min(SWEEP_INTERVAL_SECONDS, RECONCILE_BATCH.fill_wait_seconds)
     CELERY_BEAT_SCHEDULE["sweep-due-reports"]["schedule"] = _sweep_every
     CELERY_BEAT_SCHEDULE["sweep-due-reports"]["options"] = {"queue": "maintenance", "expires": _sweep_every * 2}
+NOTIFICATIONS = _group("NOTIFICATIONS", rule_config.NotificationSettings)
+if not PRODUCTION:
+    # Development and tests deliver to receivers on this machine (the platform sandbox's inbox).
+    NOTIFICATIONS = NOTIFICATIONS.model_copy(
+        update={
+            name: True
+            for name in ("allow_private_addresses", "allow_http")
+            if not os.environ.get(f"NOTIFICATIONS__{name.upper()}")
+        }
+    )
+CELERY_BEAT_SCHEDULE["sweep-notifications"] = {
+    "task": "notifications.tasks.sweep_deliveries",
+    "schedule": NOTIFICATIONS.sweep_interval_seconds,
+    "options": {"queue": "maintenance", "expires": NOTIFICATIONS.sweep_interval_seconds * 2},
+}

@@ -172,6 +172,13 @@ check_output() {
     *"queue_status --json | jq"*) jq -e '.queues.reconcile >= 0 and has("retries_due_next_hour") and has("oldest_pending")' "$out" ;;
     *"manage.py queue_status"*) grep -q 'Queue depth' "$out" && grep -q 'Retries due in the next hour' "$out" ;;
     *"inspect ping"*) grep -q 'pong' "$out" ;;
+    *"^notification_deliveries_total"* | *'startswith("Notification ")'*) true ;;  # none unless an alert was raised
+    *"notifications_status --json"*) grep -qE '^[0-9]+$' "$out" ;;
+    *"notifications_status"*) grep -q 'Deliveries by destination' "$out" ;;
+    *"redeliver_notifications --failed --dry-run"*) grep -q 'dry run: [0-9]* deliveries' "$out" ;;
+    *"redeliver_notifications"*) grep -q '^redelivered [0-9]* deliveries' "$out" ;;
+    *"_control/webhooks"*) grep -qE '^[0-9]+$' "$out" ;;
+    *"active_queues -d notifier@"*) grep -q "'name': 'notifications'" "$out" ;;
     *"inspect active_queues"*) grep -q "'name': 'reconcile'" "$out" ;;
     *"inspect active"*) grep -q '@' "$out" ;;
     *"inspect stats"*) grep -q '"pool"' "$out" ;;

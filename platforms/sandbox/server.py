@@ -19,6 +19,8 @@ faults injected per platform. Control API (JSON bodies and answers):
 ``POST   /_control/reset``  posts, faults, stats and ages forgotten; held connections released.
 ``GET    /_control/stats``  ``{"total": n, "platforms": {slug: {"total": n, "by_status": {"200": n, "timeout": n}}}}``
 ``GET    /_control/health``
+``/_webhooks/<name>`` and ``/_control/webhooks``: the webhook inbox (platforms/sandbox/inbox.py), which
+         receives the notifications of ``make run`` and of the tests and shows what it received.
 
 Fault precedence per request: ``latency_ms`` (delay before any answer), ``timeout`` (hold the connection
 that many seconds, or 30 for ``true``, then close it unanswered), ``outage`` (503), bad credential (the
@@ -49,6 +51,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from platforms.sandbox.client import SandboxClient
 from platforms.sandbox.dialects import ACCOUNT, DIALECTS, ApiRequest, Batch, Dialect, Reply
+from platforms.sandbox.inbox import WebhookInbox
 from platforms.sandbox.state import Fault, SandboxState
 
 __all__ = ["SandboxServer", "SandboxClient", "SandboxApp", "main"]
@@ -74,6 +77,7 @@ class SandboxApp:
     def __init__(self, dialects: Mapping[str, Dialect] = DIALECTS, *, clock: Callable[[], float] = time.time):
         self.dialects = dict(dialects)
         self.state = SandboxState(tuple(self.dialects), clock=clock)
+        self.inbox = WebhookInbox()
 
     # --- platform APIs -------------------------------------------------------------------------
 
@@ -146,7 +150,17 @@ class SandboxApp:
             if (wrong := self._only(method, "POST")) is not None:
                 return wrong
             self.state.reset()
+            self.inbox.reset()
             return Reply(200, {"ok": True})
+        if route == "webhooks":
+            if method == "DELETE" and not rest:
+                self.inbox.reset()
+                return Reply(200, {"ok": True})
+            if method == "GET" and len(rest) == 2 and rest[1] == "count":
+                return Reply(200, {"name": rest[0], "count": self.inbox.count(rest[0])})
+            if method == "PUT" and len(rest) == 1:
+                return Reply(200, self.inbox.script(rest[0], _json(body)))
+            return self._only(method, "GET") or Reply(200, self.inbox.received(rest[0] if rest else None))
         if route == "faults" and not rest:
             return self._only(method, "GET") or Reply(200, self.state.faults())
         if route == "faults" and len(rest) == 1:
@@ -264,6 +278,12 @@ class _Handler(BaseHTTPRequestHandler):
             parts = [unquote(p) for p in split.path.split("/")[1:]]
             if parts and parts[0] == "_control":
                 self._send(app.handle_control(self.command, [p for p in parts[1:] if p], body))
+                return
+            if parts and parts[0] == "_webhooks" and len(parts) == 2 and self.command == "POST":
+                status, headers, delay = app.inbox.receive(parts[1], self.headers, body)
+                if delay > 0:
+                    app.state.hold(delay)
+                self._send(Reply(status, {"ok": 200 <= status < 300}, headers=headers))
                 return
             slug = parts[0] if parts else ""
             if slug not in app.dialects:

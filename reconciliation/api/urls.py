@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from alerts import api as alerts_api
 from chat.api import ChatLinkCodeView
+from notifications import api as webhooks_api
 from reconciliation.api import (
     bulk,
     exports,
@@ -69,4 +70,6 @@ urlpatterns = [
     *either_slash("alerts/<api_id:alert_id>/acknowledge", alerts_api.AlertAcknowledgeView, "alert-acknowledge"),
     *either_slash("alerts/<api_id:alert_id>/resolve", alerts_api.AlertResolveView, "alert-resolve"),
     *either_slash("alerts/<api_id:alert_id>/reopen", alerts_api.AlertReopenView, "alert-reopen"),
+    *either_slash("webhooks/", webhooks_api.WebhookListView, "webhooks"),
+    *either_slash("webhooks/<api_id:webhook_id>", webhooks_api.WebhookDetailView, "webhook-detail"),
 ]

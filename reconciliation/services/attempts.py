@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from alerts.services import alert_raise
+from notifications.services import ReportVerdict, notify_reports_reconciled
 from platforms.fetcher import FetchOutcome
 from platforms.models import quota_rps_of
 from reconcile_project.config import RuleOverrideError, RuleSet
@@ -399,6 +400,8 @@ class _Writes:
     ledger: list[TrustLedgerRow] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
     buckets: list[str] = field(default_factory=list)
+    #: ``report.reconciled`` events (a first verdict, or a re-check that changed it) for the outbox.
+    verdicts: list[ReportVerdict] = field(default_factory=list)
 
     def flush(self, now: dt.datetime) -> None:
         from django.db import connection
@@ -427,6 +430,8 @@ class _Writes:
                 else:
                     for sql, params in statements:
                         cursor.execute(sql, params)
+        if self.verdicts:
+            notify_reports_reconciled(self.verdicts)
         if self.buckets:
             buckets = list(self.buckets)
 
@@ -697,6 +702,18 @@ def _apply_one(
         str(classification.level) if classification.level else None,
     )
     _raise_outcome_alerts(claimed, classification, decision, missing_reason, now, raised, verdict_changed)
+    if verdict_changed:
+        writes.verdicts.append(
+            ReportVerdict(
+                report_id=claimed.report_id,
+                changed=True,
+                previous_status=log["status"],
+                status=str(status),
+                level=str(classification.level) if classification.level else None,
+                is_recheck=claimed.is_recheck,
+                now=now,
+            )
+        )
 
     return AttemptResult(
         report_id=claimed.report_id,

@@ -16,6 +16,7 @@ from rest_framework_api_key.models import APIKey
 
 from alerts.models import Alert
 from chat.models import ChatIdentity
+from notifications.models import Delivery, DeliveryAttempt, Destination, WebhookSubscription
 from reconciliation.models import (
     Affiliate,
     AffiliateAPIKey,
@@ -46,6 +47,8 @@ EVIDENCE: tuple[type[models.Model], ...] = (
     Alert,
     AffiliateRiskAction,
     ShadowVerdict,
+    Delivery,
+    WebhookSubscription,
 )
 REGISTERED = sorted(admin.site._registry, key=lambda m: m._meta.label)
 
@@ -91,12 +94,19 @@ def trail(superuser: Any) -> dict[str, Any]:
         agrees=False,
         created_at=timezone.now(),
     )
+    alert = factories.alert(report=report, affiliate=report.post.affiliate, platform=report.post.platform)
+    destination = Destination.objects.create(name="ops hook", kind="WEBHOOK", url="https://hooks.example.com/x")
+    WebhookSubscription.objects.create(client=client, url="https://erp.example.com/hook", events=["alert.created"])
+    delivery = Delivery.objects.create(
+        event_type="alert.created", destination=destination, alert=alert, next_attempt_at=timezone.now()
+    )
+    DeliveryAttempt.objects.create(delivery=delivery, number=1, started_at=timezone.now(), outcome="HTTP_ERROR")
     return {
         "report": report,
         "affiliate": report.post.affiliate,
         "snapshot": factories.snapshot(attempt, views=900, clicks=40, conversions=4),
         "trust_event": factories.trust_event(attempt),
-        "alert": factories.alert(report=report, affiliate=report.post.affiliate, platform=report.post.platform),
+        "alert": alert,
     }
 
 

@@ -4,7 +4,8 @@ from typing import Any
 
 from django.conf import settings
 
-import reconciliation.tasks  # noqa: F401  (registers the tasks)
+import notifications.tasks  # noqa: F401  (registers the tasks)
+import reconciliation.tasks  # noqa: F401
 from reconcile_project.celery import app
 
 

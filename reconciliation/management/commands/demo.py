@@ -16,8 +16,10 @@ from typing import Any
 
 import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
 
 from alerts.models import Alert
+from notifications.models import Delivery, Destination, WebhookSubscription
 from reconciliation.management.commands.seed_demo import keys_path
 from reconciliation.models import Affiliate, Campaign, ReconciliationLog
 
@@ -107,6 +109,20 @@ SCENARIOS = [
 ]
 
 
+def _describe(record: dict[str, Any]) -> str:
+    body = record.get("body") or {}
+    if record["name"] == "sandbox-slack":
+        return str(body.get("text", ""))
+    data = body.get("data", {}) if isinstance(body, dict) else {}
+    if "alert" in data:
+        alert = data["alert"]
+        return f"alert {alert['id']} [{alert['severity']}] {alert['type']} x{alert['occurrence_count']}"
+    if "report" in data:
+        report = data["report"]
+        return f"report {report['id']}: {report['previous_status']} -> {report['status']}"
+    return str(data)[:80]
+
+
 class Command(BaseCommand):
     help = "Submit a mixed batch through the REST API of a running stack, wait, and print outcomes, alerts and trust."
 
@@ -131,6 +147,7 @@ class Command(BaseCommand):
         http = requests.Session()
         scores_before = {a.email: a.trust_score for a in Affiliate.objects.filter(email__in=keys)}
 
+        self._inbox_secrets(http, o["sandbox"])
         submitted: list[tuple[Scenario, int]] = []
         for scenario in SCENARIOS:
             url, post_id = _url(scenario.platform)
@@ -207,8 +224,68 @@ class Command(BaseCommand):
                 f"  {affiliate.email:<20} {before:.4f} -> {affiliate.trust_score:.4f} "
                 f"({affiliate.trust_score - before:+.4f})"
             )
+        self._print_notifications(o["sandbox"], alerts, ids, deadline)
         if pending:
             raise CommandError(
                 f"{len(pending)} report(s) still PENDING after {o['timeout']:.0f}s: are the workers running? "
                 "(`celery -A reconcile_project inspect ping`)"
             )
+
+    @staticmethod
+    def _inbox_secrets(http: requests.Session, sandbox: str) -> None:
+        """Give the sandbox's inbox the demo receivers' secrets, so it shows whether each signature verifies."""
+        prefix = f"{sandbox}/_webhooks/"
+        targets: list[Destination | WebhookSubscription] = [
+            *Destination.objects.filter(url__startswith=prefix),
+            *WebhookSubscription.objects.filter(url__startswith=prefix, is_active=True),
+        ]
+        for target in targets:
+            try:
+                http.put(
+                    f"{sandbox}/_control/webhooks/{target.url[len(prefix) :]}",
+                    json={"secret": target.secret},
+                    timeout=5,
+                )
+            except requests.RequestException:
+                return  # reported when the submissions reach the sandbox
+
+    def _print_notifications(self, sandbox: str, alerts: Any, report_ids: list[int], deadline: float) -> None:
+        """What the sandbox's webhook inbox received about this run's alerts and reports."""
+        alert_ids = {a.pk for a in alerts}
+
+        def ours(record: dict[str, Any]) -> bool:
+            data = (record.get("body") or {}).get("data", {}) if isinstance(record.get("body"), dict) else {}
+            if "alert" in data:
+                return data["alert"]["id"] in alert_ids
+            if "report" in data:
+                return data["report"]["id"] in report_ids
+            text = json.dumps(record.get("body"))
+            return any(f"report {rid}" in text for rid in report_ids)
+
+        expected = Delivery.objects.filter(Q(alert_id__in=alert_ids) | Q(report_id__in=report_ids))
+        received: list[dict[str, Any]] = []
+        while True:
+            try:
+                answer = requests.get(f"{sandbox}/_control/webhooks", timeout=5).json()
+            except (requests.RequestException, ValueError) as exc:
+                self.stdout.write(f"\nNotifications: the sandbox's inbox is not reachable ({exc})")
+                return
+            received = [r for r in answer["received"] if ours(r) and 200 <= r["status"] < 300]
+            webhooks = expected.exclude(destination__kind="EMAIL")
+            if len(received) >= webhooks.count() or time.monotonic() > deadline + 15:
+                break
+            time.sleep(0.5)
+        self.stdout.write(f"\nNotifications received by the sandbox ({sandbox}/_control/webhooks):")
+        for record in received:
+            verified = {True: "signed ok", False: "BAD SIGNATURE", None: "unsigned check"}[record["verified"]]
+            self.stdout.write(
+                f"  {record['name']:<14} {record['event_type'] or '-':<18} {verified:<14} {_describe(record)}"
+            )
+        if not received:
+            self.stdout.write("  none (is the notifier process running? `celery -A reconcile_project inspect ping`)")
+        mails = expected.filter(destination__kind="EMAIL")
+        if mails.exists():
+            self.stdout.write(f"  + {mails.count()} e-mail notification(s) (printed by the notifier's console backend)")
+        failed = expected.filter(status=Delivery.Status.FAILED).count()
+        if failed:
+            self.stdout.write(f"  {failed} notification(s) FAILED: see the admin's delivery log")

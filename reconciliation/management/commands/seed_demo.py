@@ -1,5 +1,6 @@
 """Idempotent demo data: the six platforms, a client, two campaigns, three affiliates, the roles and three
-logins (``admin``, a superuser; ``analyst`` in risk_analyst; ``ops`` in ops).
+logins (``admin``, a superuser; ``analyst`` in risk_analyst; ``ops`` in ops), and notification destinations
+and a client webhook subscription that deliver to the platform sandbox's webhook inbox.
 
 Plaintext API keys exist only at creation. So that `make run` and `manage.py demo` can use them on every
 start, the demo keys are written to ``var/demo_keys.json`` (mode 0600) — development only; the command
@@ -21,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from notifications.models import Destination, WebhookSubscription
 from platforms.models import Platform
 from reconciliation.management.commands.setup_roles import setup_roles
 from reconciliation.models import Affiliate, AffiliateAPIKey, Campaign, Client, ClientAPIKey
@@ -43,6 +45,7 @@ AFFILIATES = [
     ("Bob Reviews", "bob@example.com"),
     ("Carol Clips", "carol@example.com"),
 ]
+NOTIFY_EVENTS = ["alert.created", "alert.resolved"]
 ADMIN_USERNAME = "admin"
 #: Staff logins that are not superusers: (username, group, password variable, default password).
 ROLE_LOGINS = [
@@ -78,6 +81,7 @@ class Command(BaseCommand):
             for name, email in AFFILIATES:
                 affiliate, _ = Affiliate.objects.get_or_create(email=email, defaults={"name": name})
                 keys[email] = self._key(stored.get(email), AffiliateAPIKey, affiliate=affiliate, name=f"{email} demo")
+            self._notifications(client)
             keys["client"] = self._key(stored.get("client"), ClientAPIKey, client=client, name=f"{CLIENT} demo")
             keys["staff"] = self._key(stored.get("staff"), ClientAPIKey, client=None, is_staff=True, name="staff demo")
             user_model = get_user_model()
@@ -112,6 +116,29 @@ class Command(BaseCommand):
         for username, pw in logins:
             self.stdout.write(f"  {username} login: {username} / {pw or '(unchanged since it was created)'}")
         self.stdout.write(f"  keys saved to {path}")
+
+    @staticmethod
+    def _notifications(client: Client) -> None:
+        """Where the demo's notifications go: the sandbox's inbox (``GET <sandbox>/_control/webhooks``)."""
+        inbox = f"{settings.SANDBOX_URL}/_webhooks"
+        Destination.objects.get_or_create(
+            name="sandbox-ops",
+            defaults={"kind": Destination.Kind.WEBHOOK, "url": f"{inbox}/sandbox-ops", "events": NOTIFY_EVENTS},
+        )
+        Destination.objects.get_or_create(
+            name="sandbox-slack",
+            defaults={"kind": Destination.Kind.SLACK, "url": f"{inbox}/sandbox-slack", "min_severity": "HIGH"},
+        )
+        Destination.objects.get_or_create(
+            name="ops-mail", defaults={"kind": Destination.Kind.EMAIL, "recipients": "ops@example.com"}
+        )
+        if not WebhookSubscription.objects.filter(client=client, description="sandbox-acme").exists():
+            WebhookSubscription.objects.create(
+                client=client,
+                url=f"{inbox}/sandbox-acme",
+                events=["alert.created", "alert.resolved", "report.reconciled"],
+                description="sandbox-acme",
+            )
 
     @staticmethod
     def _key(stored: str | None, model: Any, **fields: Any) -> str:
