@@ -22,11 +22,13 @@ PostgreSQL, Redis and the platform, and threads overlap that waiting. Against pr
 --concurrency 4``: 8 processes on 2 cores) threads did as well at batch 20 and twice as well at batch 1, for
 less CPU (figures below); gevent is not installed here, so it was not compared.
 
-Measured 2026-11-30 00:19 UTC on 2 cores, loaded by other work (load average 9-12), ``--reports 1000
---workers 2 --latency 0 --batch 1,20 --paced-reports 50``: threads x 12, batch 20 471.1/s with 1.73 ms of
-worker CPU and 0.70 ms of PostgreSQL CPU per reconciliation, batch 1 89.7/s with 6.95 ms and 2.67 ms, paced
-p95 72-73 ms; prefork x 4, batch 20 434.7/s with 1.68 ms, batch 1 45.2/s with 10.82 ms. Targets (issue 16):
-at least 250/s with batches and 90/s with batch 1 at 0 ms.
+Measured 2026-11-30 about 01:00 UTC on 2 cores, otherwise quiet, ``--reports 2000 --workers 2 --latency 0
+--batch 1,20 --repeat 3`` (medians): threads x 12, batch 20 931.4/s with 1.34 ms of worker CPU and 0.62 ms
+of PostgreSQL CPU per reconciliation, batch 1 190.2/s with 5.62 ms and 2.69 ms, paced p95 11-12 ms. The
+pools were compared earlier the same day under a load average of 12 from other work (``--reports 1000``):
+threads batch 20 471.1/s with 1.73 ms, batch 1 89.7/s with 6.95 ms; prefork x 4 batch 20 434.7/s with
+1.68 ms, batch 1 45.2/s with 10.82 ms. Targets (issue 16): at least 250/s with batches and 90/s with batch
+1 at 0 ms.
 """
 
 from __future__ import annotations
