@@ -171,27 +171,7 @@ def attempt_claim(*, report_id: int, now: dt.datetime, worker: str = "") -> Clai
             is_recheck=is_recheck,
         )
         ReconciliationLog.objects.filter(pk=row["log_id"]).update(attempt_count=number, lease_until=lease_until)
-        return ClaimedAttempt(
-            attempt_id=attempt.pk,
-            report_id=report_id,
-            post_id=row["post_id"],
-            number=number,
-            lease_until=lease_until,
-            platform_id=row["platform_id"],
-            platform_slug=row["platform_slug"],
-            platform_post_id=row["platform_post_id"],
-            platform_config=dict(row["platform_config"] or {}),
-            affiliate_id=row["affiliate_id"],
-            claim=rules.Claim(row["claimed_views"], row["claimed_clicks"], row["claimed_conversions"]),
-            submitted_at=row["submitted_at"],
-            ruleset=ruleset,
-            recheck=campaign_recheck(row["recheck_interval_hours"], row["recheck_window_days"]),
-            previous_status=row["status"],
-            is_recheck=is_recheck,
-            setup_error=setup_error,
-            campaign_id=row["campaign_id"],
-            shadow_rule_overrides=row["shadow_rule_overrides"],
-        )
+        return _claimed(row, attempt.pk, number, lease_until, ruleset, setup_error, is_recheck)
 
 
 def attempts_claim(*, report_ids: Sequence[int], now: dt.datetime, worker: str = "") -> list[ClaimedAttempt]:
@@ -258,29 +238,42 @@ def attempts_claim(*, report_ids: Sequence[int], now: dt.datetime, worker: str =
                 for sql, params in leases:
                     cursor.execute(sql, params)
     return [
-        ClaimedAttempt(
-            attempt_id=attempt_ids[row["report_id"]],
-            report_id=row["report_id"],
-            post_id=row["post_id"],
-            number=number,
-            lease_until=lease_until,
-            platform_id=row["platform_id"],
-            platform_slug=row["platform_slug"],
-            platform_post_id=row["platform_post_id"],
-            platform_config=dict(row["platform_config"] or {}),
-            affiliate_id=row["affiliate_id"],
-            claim=rules.Claim(row["claimed_views"], row["claimed_clicks"], row["claimed_conversions"]),
-            submitted_at=row["submitted_at"],
-            ruleset=ruleset,
-            recheck=campaign_recheck(row["recheck_interval_hours"], row["recheck_window_days"]),
-            previous_status=row["status"],
-            is_recheck=is_recheck,
-            setup_error=setup_error,
-            campaign_id=row["campaign_id"],
-            shadow_rule_overrides=row["shadow_rule_overrides"],
-        )
+        _claimed(row, attempt_ids[row["report_id"]], number, lease_until, ruleset, setup_error, is_recheck)
         for row, ruleset, setup_error, number, lease_until, is_recheck in chosen
     ]
+
+
+def _claimed(
+    row: dict[str, Any],
+    attempt_id: int,
+    number: int,
+    lease_until: dt.datetime,
+    ruleset: RuleSet,
+    setup_error: Exception | None,
+    is_recheck: bool,
+) -> ClaimedAttempt:
+    """The claim of one report from its ``locked_reads.CLAIM`` row and the attempt just written for it."""
+    return ClaimedAttempt(
+        attempt_id=attempt_id,
+        report_id=row["report_id"],
+        post_id=row["post_id"],
+        number=number,
+        lease_until=lease_until,
+        platform_id=row["platform_id"],
+        platform_slug=row["platform_slug"],
+        platform_post_id=row["platform_post_id"],
+        platform_config=dict(row["platform_config"] or {}),
+        affiliate_id=row["affiliate_id"],
+        claim=rules.Claim(row["claimed_views"], row["claimed_clicks"], row["claimed_conversions"]),
+        submitted_at=row["submitted_at"],
+        ruleset=ruleset,
+        recheck=campaign_recheck(row["recheck_interval_hours"], row["recheck_window_days"]),
+        previous_status=row["status"],
+        is_recheck=is_recheck,
+        setup_error=setup_error,
+        campaign_id=row["campaign_id"],
+        shadow_rule_overrides=row["shadow_rule_overrides"],
+    )
 
 
 _LOG_TABLE = ReconciliationLog._meta.db_table
