@@ -41,4 +41,4 @@ EXPOSE 8000
 # (scripts/healthcheck.py). Compose gives the other services (workers, beat, sandbox, Flower) their own
 # checks or none.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["python", "scripts/healthcheck.py"]
-CMD ["gunicorn", "reconcile_project.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "reconcile_project.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-", "--control-socket", "/tmp/gunicorn.ctl"]
