@@ -469,12 +469,6 @@ BACKOFF_POLICY = _group("BACKOFF_POLICY", rule_config.BackoffPolicy)
 DATA_QUALITY_SETTINGS = _group("DATA_QUALITY_SETTINGS", rule_config.DataQualitySettings)
 RATE_LIMIT_SETTINGS = _group("RATE_LIMIT_SETTINGS", rule_config.RateLimitSettings)
 RECONCILE_BATCH = _group("RECONCILE_BATCH", rule_config.BatchSettings)
-# With batching on, the sweeper also sends the fresh claims that arrived within a fill wait of each other
-# (reconciliation.services.dispatch), so it runs every fill wait.
-if RECONCILE_BATCH.size > 1 and RECONCILE_BATCH.fill_wait_seconds > 0:
-    _sweep_every = min(SWEEP_INTERVAL_SECONDS, RECONCILE_BATCH.fill_wait_seconds)
-    CELERY_BEAT_SCHEDULE["sweep-due-reports"]["schedule"] = _sweep_every
-    CELERY_BEAT_SCHEDULE["sweep-due-reports"]["options"] = {"queue": "maintenance", "expires": _sweep_every * 2}
 NOTIFICATIONS = _group("NOTIFICATIONS", rule_config.NotificationSettings)
 if not PRODUCTION:
     # Development and tests deliver to receivers on this machine (the platform sandbox's inbox).

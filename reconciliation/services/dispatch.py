@@ -6,9 +6,10 @@ finds every due report and sends it again. Sending is therefore best effort and 
 
 Fresh claims fill batches under load: a claim with no other sent within ``RECONCILE_BATCH.fill_wait_seconds``
 is sent at once (a batch of one: low-load latency does not grow); the claims that follow it within that
-window are left due and unsent, and the sweeper, which runs every fill wait, sends them grouped per
-platform (one platform request and one apply transaction per batch). Low-trust and flagged claims (the
-priority queue) are always sent at once.
+window are left due and unsent: the claim that opened the window also scheduled one sweep at its end, which
+sends them grouped per platform (one platform request and one apply transaction per batch). Beat's periodic
+sweep (``SWEEP_INTERVAL_SECONDS``) stays the safety net, so an idle system polls nothing more often. Low-trust
+and flagged claims (the priority queue) are always sent at once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ logger = logging.getLogger("reconciliation.dispatch")
 
 #: Redis key held for a fill wait after a fresh claim is sent at once (``SET NX PX``).
 FILL_GATE_KEY = "reconcile:fill-gate"
+SWEEP_TASK = "reconciliation.tasks.sweep_due"
 
 RECONCILE_TASK = "reconciliation.tasks.reconcile_report"
 RECONCILE_BATCH_TASK = "reconciliation.tasks.reconcile_batch"
@@ -99,7 +101,8 @@ def send_reconcile_batch(report_ids: list[int], *, priority: bool = False) -> bo
 
 
 def _sent_alone() -> bool:
-    """True when no fresh claim was sent within the fill wait (this one goes now and opens a window)."""
+    """True when no fresh claim was sent within the fill wait: this one goes now and opens a window, and one
+    sweep is scheduled at the window's end for the claims that arrive within it (they are left due)."""
     from django.conf import settings
 
     from reconcile_project.redis import get_redis
@@ -109,9 +112,29 @@ def _sent_alone() -> bool:
         return True
     try:
         window_ms = max(1, round(batch.fill_wait_seconds * 1000))
-        return bool(get_redis().set(FILL_GATE_KEY, "1", nx=True, px=window_ms))
+        opened = bool(get_redis().set(FILL_GATE_KEY, "1", nx=True, px=window_ms))
     except Exception:  # noqa: BLE001 - Redis down: send at once, as without batching
         return True
+    if opened:
+        transaction.on_commit(lambda: send_sweep(countdown=batch.fill_wait_seconds))
+    return opened
+
+
+def send_sweep(*, countdown: float) -> bool:
+    """Publish one sweep to the maintenance queue, to run ``countdown`` seconds from now."""
+    from reconcile_project.celery import app
+
+    try:
+        app.send_task(
+            SWEEP_TASK,
+            queue=QUEUE_MAINTENANCE,
+            countdown=countdown,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except Exception as exc:  # broker down: beat's sweep sends the due claims
+        return _deferred(exc)
+    return True
 
 
 def _keep_publish_client(channel: Any) -> None:
@@ -146,7 +169,7 @@ def dispatch_on_commit(report_ids: Iterable[int], *, priority: bool = False, req
 
     ids = list(report_ids)
     if not ids or not (priority or _sent_alone()):
-        return  # due and unsent: the sweeper's next round sends it in a batch
+        return  # due and unsent: the sweep at the end of the window sends it in a batch
     marked_at = timezone.now()
     ReconciliationLog.objects.filter(report_id__in=ids).update(dispatched_at=marked_at)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from unittest import mock
 
@@ -38,6 +39,33 @@ def test_a_lone_fresh_claim_is_sent_at_once_and_the_ones_right_after_it_wait_for
     assert marked[reports[1].pk] is None and marked[reports[2].pk] is None
     due = set(sweeper.due_logs(dispatch.timezone.now()).values_list("report_id", flat=True))
     assert due == {reports[1].pk, reports[2].pk}
+
+
+def test_the_claim_that_opens_a_window_schedules_one_sweep_at_its_end_for_the_claims_left_to_fill_it(
+    batching: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    reports = [factories.report() for _ in range(4)]
+    with (
+        mock.patch.object(dispatch, "send_reconcile", return_value=True),
+        mock.patch.object(dispatch, "send_sweep", return_value=True) as sweep,
+    ):
+        for report in reports:
+            with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+                dispatch.dispatch_on_commit([report.pk])
+    # The first goes at once and schedules the window's sweep; the three after it wait for that sweep.
+    sweep.assert_called_once_with(countdown=batching.fill_wait_seconds)
+
+
+def test_a_scheduled_sweep_reaches_the_maintenance_queue_with_its_countdown(batching: Any) -> None:
+    from reconcile_project.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete(dispatch.QUEUE_MAINTENANCE)
+        assert dispatch.send_sweep(countdown=0.25)
+        raw = conn.default_channel.client.lpop(dispatch.QUEUE_MAINTENANCE)
+    message = json.loads(raw)
+    assert message["headers"]["task"] == dispatch.SWEEP_TASK
+    assert message["headers"]["eta"] is not None
 
 
 def test_a_priority_claim_never_waits_for_a_batch(batching: Any, django_capture_on_commit_callbacks: Any) -> None:
