@@ -27,6 +27,7 @@ from platforms.adapters.http import (
     call_api,
     endpoint,
     map_response,
+    require_credential,
     retry_after_seconds,
     unexpected_shape,
 )
@@ -47,6 +48,39 @@ _PERMISSION_RANGE = range(200, 300)
 _NOT_FOUND_SUBCODE = 33
 #: Sub-requests per batch request, the Graph API's limit.
 MAX_BATCH = 50
+
+
+def fetch_insights(
+    config: AdapterConfig,
+    *,
+    platform: str,
+    params: dict[str, str],
+    post_ids: list[str],
+    parse: Callable[[Any, str], PlatformMetrics],
+) -> dict[str, PlatformMetrics | PlatformError]:
+    """``GET <id>/insights?<params>`` for each id (both Meta adapters' ``fetch_batch``): one plain call for a
+    single id, one batch request (:func:`graph_batch`) for several."""
+    token = require_credential(config, "access_token", platform)
+    wanted = list(dict.fromkeys(post_ids))
+    if len(wanted) > 1:
+        return graph_batch(
+            config, platform=platform, token=token, edge="insights", params=params, post_ids=wanted, parse=parse
+        )
+    post_id = wanted[0]
+    body = call_api(
+        config,
+        "GET",
+        endpoint(config, GRAPH_API_VERSION, post_id, "insights"),
+        platform=platform,
+        params=params,
+        headers={"Authorization": f"Bearer {token}"},
+        api_error=graph_api_error,
+        retry_hint=usage_retry_hint,
+    )
+    try:
+        return {post_id: parse(body, post_id)}
+    except NotFound as exc:
+        return {post_id: exc}
 
 
 def graph_batch(

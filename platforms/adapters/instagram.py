@@ -23,9 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from platforms.adapters.base import PlatformAdapter, PlatformMetrics
-from platforms.adapters.graph import GRAPH_API_VERSION, MAX_BATCH, graph_api_error, graph_batch, usage_retry_hint
+from platforms.adapters.graph import MAX_BATCH, fetch_insights
 from platforms.adapters.graph import PRODUCTION_BASE_URL as PRODUCTION_BASE_URL
-from platforms.adapters.http import call_api, endpoint, require_credential, to_count, unexpected_shape
+from platforms.adapters.http import to_count, unexpected_shape
 from platforms.errors import NotFound, PlatformError
 
 #: ``reach`` and ``total_interactions`` are not mapped; they are kept in ``raw`` for investigators.
@@ -39,34 +39,9 @@ class InstagramAdapter(PlatformAdapter):
     bills_per_item = True
 
     def fetch_batch(self, post_ids: list[str]) -> dict[str, PlatformMetrics | PlatformError]:
-        token = require_credential(self.config, "access_token", self.slug)
-        params = {"metric": ",".join(METRICS)}
-        wanted = list(dict.fromkeys(post_ids))
-        if len(wanted) > 1:
-            return graph_batch(
-                self.config,
-                platform=self.slug,
-                token=token,
-                edge="insights",
-                params=params,
-                post_ids=wanted,
-                parse=_metrics,
-            )
-        post_id = wanted[0]
-        body = call_api(
-            self.config,
-            "GET",
-            endpoint(self.config, GRAPH_API_VERSION, post_id, "insights"),
-            platform=self.slug,
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-            api_error=graph_api_error,
-            retry_hint=usage_retry_hint,
+        return fetch_insights(
+            self.config, platform=self.slug, params={"metric": ",".join(METRICS)}, post_ids=post_ids, parse=_metrics
         )
-        try:
-            return {post_id: _metrics(body, post_id)}
-        except NotFound as exc:
-            return {post_id: exc}
 
 
 def _metrics(body: Any, post_id: str) -> PlatformMetrics:
